@@ -1,0 +1,150 @@
+"""Training samples and batches: sliding windows, Cloze masking, and train/infer collation.
+
+This is where BERT4Rec differs from SASRec (the network is the same backbone):
+- BERT4Rec trains on windows of up to `max_len` items with random positions replaced by [MASK]
+  (80%), a random item (10%) or left as is (10%), and predicts the original items there; a share of
+  samples masks only the last item, which matches the inference task. At inference a [MASK] is
+  appended to the history (which is cut to its last `max_len - 1` items).
+- SASRec trains on windows of `max_len + 1` items: input = all but the last, target at each position
+  = the next item. At inference the history's last `max_len` items are scored as they are.
+
+Batches are LEFT-padded with 0 to the longest sequence *in the batch*, so short histories are not
+padded to `max_len`. Masking is a pure function of its inputs and a `torch.Generator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bert4rec.data.vocab import PAD
+
+
+def sliding_windows(lengths: np.ndarray, window: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, end) pairs covering each sequence with windows of `window` items ending at `end`.
+
+    A sequence of length n <= window gives one window (the whole sequence); longer ones give windows
+    ending at n, n - step, ... while the window still holds `window` items, so the most recent part
+    is always included and older history is still seen.
+    """
+    users, ends = [], []
+    for u, n in enumerate(lengths):
+        if n < 2:
+            continue
+        users.append(u)
+        ends.append(n)
+        end = n - step
+        while end >= window:
+            users.append(u)
+            ends.append(end)
+            end -= step
+    return np.asarray(users, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+
+
+class WindowDataset(Dataset[tuple[int, np.ndarray]]):
+    """Training windows over per-user sequences; item i is (user index, item index array)."""
+
+    def __init__(self, sequences: Sequence[np.ndarray], window: int, step: int | None = None) -> None:
+        self.sequences = sequences
+        self.window = window
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        self.users, self.ends = sliding_windows(lengths, window, step or window)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        u, end = int(self.users[i]), int(self.ends[i])
+        return u, self.sequences[u][max(0, end - self.window) : end]
+
+    def lengths(self) -> np.ndarray:
+        """Window lengths, for length-bucketed batching."""
+        return np.minimum(self.ends, self.window)
+
+
+def left_pad(seqs: Sequence[np.ndarray], length: int | None = None) -> torch.Tensor:
+    """Left-pad item index arrays with PAD into a (B, L) int64 tensor; longer ones keep their last L."""
+    length = length or max((len(s) for s in seqs), default=1) or 1
+    out = np.full((len(seqs), length), PAD, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        s = s[-length:]
+        if len(s):
+            out[i, length - len(s) :] = s
+    return torch.from_numpy(out)
+
+
+@dataclass(frozen=True)
+class ClozeConfig:
+    n_items: int
+    mask_prob: float = 0.2
+    mask_token_prob: float = 0.8
+    random_token_prob: float = 0.1
+    last_item_mask_prob: float = 0.1
+
+    @property
+    def mask_idx(self) -> int:
+        return self.n_items + 1
+
+
+def cloze_mask(
+    seq: torch.Tensor, cfg: ClozeConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cloze masking of a left-padded (B, L) batch. Returns (inputs, labels); labels are 0 where
+    nothing is predicted. Every non-empty row gets at least one masked position."""
+    real = seq != PAD
+    draw = torch.rand(seq.shape, generator=generator)
+    masked = (draw < cfg.mask_prob) & real
+    # rows chosen for "last item only": exactly the final position is masked (always a real item)
+    last_only = torch.rand(seq.size(0), generator=generator) < cfg.last_item_mask_prob
+    masked[last_only] = False
+    masked[last_only, -1] = real[last_only, -1]
+    # guarantee one target per row: mask the last item where nothing was drawn
+    empty = ~masked.any(dim=1) & real[:, -1]
+    masked[empty, -1] = True
+    labels = torch.where(masked, seq, torch.zeros_like(seq))
+    # 80/10/10 replacement (configurable); "last only" rows always get [MASK], as at inference
+    how = torch.rand(seq.shape, generator=generator)
+    to_mask = masked & ((how < cfg.mask_token_prob) | last_only[:, None])
+    to_random = masked & ~to_mask & (how < cfg.mask_token_prob + cfg.random_token_prob)
+    inputs = seq.clone()
+    inputs[to_mask] = cfg.mask_idx
+    if to_random.any():
+        inputs[to_random] = torch.randint(1, cfg.n_items + 1, (int(to_random.sum()),), generator=generator)
+    return inputs, labels
+
+
+class BertCollator:
+    """Training batches for BERT4Rec: left-pad the windows, then Cloze-mask them."""
+
+    def __init__(self, cfg: ClozeConfig, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: Sequence[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
+        users = torch.tensor([u for u, _ in batch], dtype=torch.int64)
+        seq = left_pad([s for _, s in batch])
+        inputs, labels = cloze_mask(seq, self.cfg, self.generator)
+        return {"input_ids": inputs, "labels": labels, "users": users}
+
+
+class NextItemCollator:
+    """Training batches for SASRec: windows of max_len + 1 items -> inputs [:-1], next-item labels [1:]."""
+
+    def __call__(self, batch: Sequence[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
+        users = torch.tensor([u for u, _ in batch], dtype=torch.int64)
+        seq = left_pad([s for _, s in batch])
+        inputs, labels = seq[:, :-1], seq[:, 1:].clone()
+        labels[inputs == PAD] = 0  # first real item has no input before it
+        return {"input_ids": inputs, "labels": labels, "users": users}
+
+
+def inference_batch(histories: Sequence[np.ndarray], max_len: int, mask_idx: int | None) -> torch.Tensor:
+    """(B, L) input for scoring the next item. With `mask_idx` (BERT4Rec) a [MASK] is appended after
+    the last `max_len - 1` history items; without it (SASRec) the last `max_len` items are used."""
+    if mask_idx is None:
+        return left_pad([h[-max_len:] for h in histories])
+    return left_pad([np.append(h[-(max_len - 1) :], mask_idx) for h in histories])

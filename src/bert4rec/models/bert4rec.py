@@ -1,0 +1,16 @@
+"""BERT4Rec (Sun et al., 2019): a bidirectional Transformer trained with the Cloze objective.
+
+The network is the shared backbone with full (non-causal) attention. What makes it BERT4Rec lives
+in the data side (`bert4rec.data.masking`): random items are replaced by [MASK] during training,
+and at inference a [MASK] is appended after the history and its hidden state is scored.
+"""
+
+from __future__ import annotations
+
+from bert4rec.config import ModelConfig
+from bert4rec.models.transformer import SequenceTransformer
+
+
+class BERT4Rec(SequenceTransformer):
+    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0) -> None:
+        super().__init__(cfg, n_items, n_users, causal=False)

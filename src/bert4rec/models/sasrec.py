@@ -1,0 +1,17 @@
+"""SASRec-style autoregressive model (Kang & McAuley, 2018) on the shared backbone.
+
+Causal attention; every position predicts the next item. Trained here with full cross-entropy over
+all items (not the paper's one-negative BCE), which Petrov & Macdonald (2023) showed to be the
+stronger setting. At inference the last real item's hidden state is scored.
+"""
+
+from __future__ import annotations
+
+from bert4rec.config import ModelConfig
+from bert4rec.models.transformer import SequenceTransformer
+
+
+class SASRec(SequenceTransformer):
+    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0) -> None:
+        super().__init__(cfg, n_items, n_users, causal=True)
+

@@ -1,0 +1,155 @@
+"""The Transformer backbone shared by BERT4Rec (bidirectional) and SASRec (causal).
+
+Reads top to bottom: attention -> block -> model. The model takes and returns tensors only.
+Item indices: PAD = 0, items 1..n_items, MASK = n_items + 1. Sequences are LEFT-padded, so the
+most recent item (or the appended [MASK]) is always the last position; positions are numbered
+from the right end of a `max_len` window so that a batch padded to a shorter length gives every
+item the same position embedding it would get at full length.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bert4rec.config import ModelConfig
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.num_heads
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.attn_dropout = cfg.attention_dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)
+        # (B, L, D) -> (B, H, L, D/H)
+        q, k, v = (t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        # fused kernel; attention dropout is off by default because its random mask is expensive on CPU
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).reshape(B, L, D)
+        return self.resid_dropout(self.proj(y))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.hidden_size, cfg.ffn_multiplier * cfg.hidden_size)
+        self.out = nn.Linear(cfg.ffn_multiplier * cfg.hidden_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.out(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block (more stable at higher learning rates than post-LN)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.hidden_size)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.hidden_size)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), attn_mask)
+        return x + self.ffn(self.ln2(x))
+
+
+class SequenceTransformer(nn.Module):
+    """Item + position embeddings -> Transformer blocks -> scores over all items.
+
+    `causal=False` gives BERT4Rec's bidirectional encoder, `causal=True` SASRec's left-to-right one.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0, causal: bool = False) -> None:
+        super().__init__()
+        self.cfg, self.n_items, self.causal = cfg, n_items, causal
+        D = cfg.hidden_size
+        self.item_emb = nn.Embedding(n_items + 2, D, padding_idx=0)  # PAD, items, MASK
+        self.pos_emb = nn.Embedding(cfg.max_len, D)
+        self.user_emb = nn.Embedding(max(n_users, 1), D) if cfg.use_user_embedding else None
+        self.emb_norm = nn.LayerNorm(D)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.ln_f = nn.LayerNorm(D)
+        # output over PAD + items (never MASK); column j scores item index j
+        self.head = None if cfg.tie_weights else nn.Linear(D, n_items + 1, bias=False)
+        self.head_bias = nn.Parameter(torch.zeros(n_items + 1))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def _attention_mask(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, 1, L, L) bool, True = may attend. Padded keys are hidden; a padded query still sees itself
+        so that no row is all-False (which would give NaN)."""
+        L = seq.size(1)
+        keys = (seq != 0)[:, None, None, :]  # (B, 1, 1, L)
+        eye = torch.eye(L, dtype=torch.bool, device=seq.device)
+        mask = keys | eye
+        if self.causal:
+            mask = mask & torch.tril(torch.ones(L, L, dtype=torch.bool, device=seq.device))
+        return mask
+
+    def encode(self, seq: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) item indices -> (B, L, D) hidden states."""
+        L = seq.size(1)
+        if L > self.cfg.max_len:
+            raise ValueError(f"sequence length {L} exceeds max_len {self.cfg.max_len}")
+        pos = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=seq.device)
+        x = self.item_emb(seq) + self.pos_emb(pos)[None]
+        if self.user_emb is not None and users is not None:
+            x = x + self.user_emb(users.clamp(min=0))[:, None, :]
+        x = self.drop(self.emb_norm(x))
+        mask = self._attention_mask(seq)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+    def item_weights(self) -> torch.Tensor:
+        """(n_items + 1, D) output item vectors (tied: the input embeddings without the MASK row)."""
+        return self.item_emb.weight[: self.n_items + 1] if self.head is None else self.head.weight
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., n_items + 1)."""
+        return hidden @ self.item_weights().T + self.head_bias
+
+    def forward(
+        self, seq: torch.Tensor, labels: torch.Tensor | None = None, users: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Training: `labels` (B, L) holds the item to predict at each position (0 = no target); only
+        those positions are scored, which skips most of the (B, L, n_items) output.
+        Returns (logits (N, n_items + 1) for the labelled positions, mean cross-entropy loss).
+        Without labels returns (scores of the last position (B, n_items + 1), None)."""
+        hidden = self.encode(seq, users)  # (B, L, D)
+        if labels is None:
+            return self.logits(hidden[:, -1]), None
+        selected = labels > 0
+        logits = self.logits(hidden[selected])  # (N, n_items + 1)
+        loss = F.cross_entropy(logits, labels[selected])
+        return logits, loss
+
+    @torch.no_grad()
+    def predict(self, seq: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) -> (B, n_items + 1) scores from the last position's hidden state."""
+        return self.forward(seq, users=users)[0]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+

@@ -1,0 +1,132 @@
+"""The main job as library functions: prepare data -> train -> evaluate -> save. The CLI wraps these."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bert4rec.artifacts import save_bundle
+from bert4rec.config import ExperimentConfig
+from bert4rec.data.datasets import load_interactions
+from bert4rec.data.interactions import Interactions
+from bert4rec.data.sequences import SequenceSplit, build_split
+from bert4rec.evaluation.evaluator import Evaluator
+from bert4rec.evaluation.results import make_record, run_metadata, write_records
+from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.models.base import Scorer
+from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
+
+log = logging.getLogger(__name__)
+
+TRANSFORMER_TYPES = ("bert4rec", "sasrec")
+BASELINES = {"popularity": PopularityRecommender, "item_knn": ItemKNNRecommender, "mf": MFRecommender}
+ALL_MODELS = (*TRANSFORMER_TYPES, *BASELINES)
+
+
+@dataclass
+class Prepared:
+    interactions: Interactions
+    split: SequenceSplit
+    seconds: float
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.split.stats
+
+
+@dataclass
+class ModelRun:
+    model_type: str
+    scorer: Scorer
+    train_seconds: float
+    record: dict[str, Any] = field(default_factory=dict)
+    artifact: Path | None = None
+
+
+def prepare(cfg: ExperimentConfig) -> Prepared:
+    """Load, clean and split the data named by `cfg.data` (timed)."""
+    start = time.perf_counter()
+    interactions = load_interactions(cfg.data)
+    split = build_split(interactions)
+    return Prepared(interactions, split, time.perf_counter() - start)
+
+
+def dataset_name(cfg: ExperimentConfig) -> str:
+    return cfg.data.path.stem if cfg.data.dataset == "file" and cfg.data.path else cfg.data.dataset
+
+
+def train_and_evaluate(
+    model_type: str,
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    save_artifact: bool = True,
+) -> ModelRun:
+    """Fit one model on the training part, evaluate it on the test split, optionally save a bundle."""
+    from bert4rec.training.fit import fit_transformer  # heavy import (Lightning) only when training
+
+    if model_type not in ALL_MODELS:
+        raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(ALL_MODELS)}")
+    cfg = cfg.model_copy(update={"model_type": model_type})
+    split = prepared.split
+    run_dir = Path(run_dir)
+    extra: dict[str, Any] = {}
+    model = None
+    if model_type in TRANSFORMER_TYPES:
+        fit = fit_transformer(split, cfg, run_dir / model_type, resume=resume, progress=progress)
+        model = fit.model
+        scorer: Scorer = TransformerScorer(model, name=model_type)
+        train_seconds = fit.train_seconds
+        extra = {
+            "epochs": fit.epochs,
+            "best_val_ndcg@10": fit.best_val_ndcg10,
+            "history": fit.history,
+            "n_parameters": model.num_parameters(),
+        }
+        config: dict[str, Any] = cfg.model_dump(mode="json")
+    else:
+        baseline = BASELINES[model_type]()
+        start = time.perf_counter()
+        baseline.fit(split)
+        train_seconds = time.perf_counter() - start
+        scorer = baseline
+        config = {"model_type": model_type, "data": cfg.data.model_dump(mode="json"),
+                  "eval": cfg.eval.model_dump(mode="json"), "baseline": baseline.get_config()}
+    start = time.perf_counter()
+    metrics = Evaluator(split, cfg.eval).evaluate(scorer, which="test")
+    extra["eval_seconds"] = round(time.perf_counter() - start, 3)
+    meta = run_metadata(config, cfg.train.seed, split.fingerprint, split.stats)
+    record = make_record(model_type, dataset_name(cfg), metrics, round(train_seconds, 2), config, run=meta, **extra)
+    run = ModelRun(model_type, scorer, train_seconds, record)
+    if save_artifact and model is not None:
+        run.artifact = save_bundle(
+            run_dir / model_type / "model",
+            config=cfg, model=model, split=split, items=prepared.interactions.items,
+            display_col=prepared.interactions.display_col, metrics=metrics, run=meta,
+        )
+    return run
+
+
+def compare(
+    model_types: list[str],
+    cfg: ExperimentConfig,
+    out_dir: Path,
+    *,
+    prepared: Prepared | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    results_name: str = "results",
+) -> tuple[list[ModelRun], Path]:
+    """Train and evaluate several models on the same split; write one JSON per model and a markdown table."""
+    prepared = prepared or prepare(cfg)
+    runs = [
+        train_and_evaluate(m, cfg, prepared, out_dir, resume=resume, progress=progress) for m in model_types
+    ]
+    _, table = write_records([r.record for r in runs], Path(out_dir) / "results", results_name)
+    return runs, table

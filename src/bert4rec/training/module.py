@@ -1,0 +1,77 @@
+"""LightningModule for the Transformer models: loss, optimiser, schedule, per-epoch validation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+
+from bert4rec.config import TrainConfig
+from bert4rec.errors import TrainingDivergedError
+from bert4rec.models.transformer import SequenceTransformer
+
+VAL_METRIC = "val_ndcg@10"
+
+
+class SequenceModule(L.LightningModule):
+    """Trains BERT4Rec or SASRec (the batch's labels say which positions to predict).
+
+    Validation is one full-ranking NDCG@10 over the validation users, computed at the end of each
+    training epoch by `validate` (the shared Evaluator) and logged as `val_ndcg@10`, which early
+    stopping and checkpointing monitor.
+    """
+
+    def __init__(
+        self,
+        model: SequenceTransformer,
+        cfg: TrainConfig,
+        total_steps: int,
+        validate: Callable[[SequenceTransformer], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model, self.cfg, self.total_steps, self.validate = model, cfg, max(total_steps, 1), validate
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        users = batch["users"] if self.model.user_emb is not None else None
+        _, loss = self.model(batch["input_ids"], batch["labels"], users)
+        assert loss is not None
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
+                f"The learning rate ({self.cfg.lr}) is probably too high for this model/data: lower train.lr, "
+                f"keep train.grad_clip set (now {self.cfg.grad_clip}), or add train.warmup_steps."
+            )
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def on_train_start(self) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        self.log("elapsed_s", time.perf_counter() - self._fit_start)
+        # runs before the monitoring callbacks (EarlyStopping, ModelCheckpoint) of this epoch
+        if self.validate is not None:
+            self.log(VAL_METRIC, self.validate(self.model), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            # no weight decay on biases, LayerNorms and embeddings (standard AdamW practice)
+            (no_decay if p.ndim < 2 or "emb" in name else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.cfg.lr,
+        )
+        warmup = min(self.cfg.warmup_steps, self.total_steps // 2)
+
+        def lr_lambda(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, self.total_steps - warmup)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # cosine to 10%
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
