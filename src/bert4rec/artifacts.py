@@ -134,11 +134,15 @@ def load_bundle(path: Path) -> Bundle:
     """Load and validate a bundle; any missing, corrupted or inconsistent file raises ArtifactError."""
     path = Path(path)
     if not path.is_dir():
-        raise ArtifactError(f"model artifact not found: {path} is not a folder (train one with `bert4rec train`)")
+        raise ArtifactError(
+            f"model artifact not found: {path} is not a folder (train one with `bert4rec train`)"
+        )
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except FileNotFoundError:
-        raise ArtifactError(f"{path}: manifest.json is missing; this is not a bert4rec model folder") from None
+        raise ArtifactError(
+            f"{path}: manifest.json is missing; this is not a bert4rec model folder"
+        ) from None
     except json.JSONDecodeError as err:
         raise ArtifactError(f"{path}/manifest.json is corrupted: {err}") from None
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -154,7 +158,9 @@ def load_bundle(path: Path) -> Bundle:
         if not (path / name).exists():
             raise ArtifactError(f"{path}: file {name} listed in the manifest is missing")
         if _sha256(path / name) != digest:
-            raise ArtifactError(f"{path}/{name} is corrupted or was modified (sha256 does not match the manifest)")
+            raise ArtifactError(
+                f"{path}/{name} is corrupted or was modified (sha256 does not match the manifest)"
+            )
 
     try:
         config = ExperimentConfig.model_validate(json.loads((path / "config.json").read_text()))
@@ -184,5 +190,10 @@ def load_bundle(path: Path) -> Bundle:
     sequences = [flat[offsets[u] : offsets[u + 1]] for u in range(vocab.n_users)]
     popularity = data["popularity"].numpy()
     if popularity.shape != (vocab.n_items + 1,):
-        raise ArtifactError(f"{path}/data.safetensors popularity has shape {popularity.shape}, expected ({vocab.n_items + 1},)")
-    return Bundle(config, model.eval(), vocab, sequences, popularity, items, manifest.get("display_col"), metrics, run)
+        raise ArtifactError(
+            f"{path}/data.safetensors popularity has shape {popularity.shape}, "
+            f"expected ({vocab.n_items + 1},)"
+        )
+    return Bundle(
+        config, model.eval(), vocab, sequences, popularity, items, manifest.get("display_col"), metrics, run
+    )

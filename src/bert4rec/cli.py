@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,8 @@ from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge,
 from bert4rec.errors import Bert4RecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sequential recommendation with BERT4Rec.")
-console = Console()
+# Piped output (logs, CI, tests) gets a wide console so tables are not truncated to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", "-p", help=f"One of: {', '.join(PRESETS)}.")]
 DatasetOpt = Annotated[
@@ -25,13 +27,19 @@ DatasetOpt = Annotated[
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Folder with a local copy of the dataset (else $BERT4REC_DATA_DIR, else download)."),
+    typer.Option(
+        "--data-dir", help="Folder with a local copy of the dataset (else $BERT4REC_DATA_DIR, else download)."
+    ),
 ]
-PathOpt = Annotated[Path | None, typer.Option("--path", help="Interactions CSV/TSV/Parquet (implies --dataset file).")]
+PathOpt = Annotated[
+    Path | None, typer.Option("--path", help="Interactions CSV/TSV/Parquet (implies --dataset file).")
+]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A saved config.json to start from.")]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a field: section.field=value, e.g. train.epochs=5 (repeatable)."),
+    typer.Option(
+        "--set", "-s", help="Override a field: section.field=value, e.g. train.epochs=5 (repeatable)."
+    ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, model, results).")]
 
@@ -69,8 +77,12 @@ def _stats_table(stats: dict[str, Any], seconds: float) -> Table:
 def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -> Table:
     table = Table(title="Test metrics (leave-one-out; sampled = 100 negatives, labelled)")
     cols = [("full", f"hr@{k}") for k in ks] + [("full", f"ndcg@{k}") for k in ks] + [("full", "mrr")]
-    cols += [("sampled_popularity", "hr@10"), ("sampled_popularity", "ndcg@10"), ("sampled_uniform", "hr@10"),
-             ("sampled_uniform", "ndcg@10")]
+    cols += [
+        ("sampled_popularity", "hr@10"),
+        ("sampled_popularity", "ndcg@10"),
+        ("sampled_uniform", "hr@10"),
+        ("sampled_uniform", "ndcg@10"),
+    ]
     table.add_column("model")
     for mode, metric in cols:
         label = metric if mode == "full" else f"{metric} ({mode.replace('sampled_', 'sampled ')})"
@@ -100,8 +112,10 @@ def _recommendation_table(title: str, recs: Any) -> Table:
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)], force=True,
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
     )
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -114,8 +128,13 @@ def _fail(err: Exception) -> None:
 
 @app.command()
 def prepare(
-    preset: PresetOpt = None, dataset: DatasetOpt = None, data_dir: DataDirOpt = None, path: PathOpt = None,
-    config: ConfigOpt = None, set_: SetOpt = None, verbose: bool = False,
+    preset: PresetOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    path: PathOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: bool = False,
 ) -> None:
     """Load, clean and split a dataset; print its statistics."""
     _setup_logging(verbose)
@@ -132,35 +151,58 @@ def prepare(
 
 @app.command()
 def train(
-    preset: PresetOpt = None, dataset: DatasetOpt = None, data_dir: DataDirOpt = None, path: PathOpt = None,
-    config: ConfigOpt = None, set_: SetOpt = None,
+    preset: PresetOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    path: PathOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="bert4rec | sasrec")] = "bert4rec",
     out: OutOpt = Path("runs/latest"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 2,
-    progress: bool = True, verbose: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
 ) -> None:
-    """Train BERT4Rec (or SASRec), evaluate on the test split, save the model, show example recommendations."""
-    compare(preset, dataset, data_dir, path, config, set_, models=model, out=out, resume=resume,
-            examples=examples, progress=progress, verbose=verbose)
+    """Train BERT4Rec (or SASRec), evaluate on the test split, save the model, show recommendations."""
+    compare(
+        preset,
+        dataset,
+        data_dir,
+        path,
+        config,
+        set_,
+        models=model,
+        out=out,
+        resume=resume,
+        examples=examples,
+        progress=progress,
+        verbose=verbose,
+    )
 
 
 @app.command()
 def compare(
-    preset: PresetOpt = None, dataset: DatasetOpt = None, data_dir: DataDirOpt = None, path: PathOpt = None,
-    config: ConfigOpt = None, set_: SetOpt = None,
+    preset: PresetOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    path: PathOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     models: Annotated[str, typer.Option(help="Comma-separated: bert4rec,sasrec,popularity,item_knn,mf")] = (
         "bert4rec,sasrec,popularity,item_knn,mf"
     ),
     out: OutOpt = Path("runs/compare"),
     resume: bool = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 1,
-    progress: bool = True, verbose: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
 ) -> None:
     """Train and evaluate several models on the same split and print one table."""
     _setup_logging(verbose)
-    from bert4rec.pipeline import ALL_MODELS, prepare as prepare_data, train_and_evaluate
     from bert4rec.evaluation.results import write_records
+    from bert4rec.pipeline import ALL_MODELS, train_and_evaluate
+    from bert4rec.pipeline import prepare as prepare_data
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in names if m not in ALL_MODELS]
@@ -181,7 +223,9 @@ def compare(
     records = [r.record for r in runs]
     _, table_path = write_records(records, out / "results", "results")
     console.print(_metrics_table(records))
-    console.print(f"results: {table_path} (JSON per model beside it); data fingerprint {prepared.split.fingerprint}")
+    console.print(
+        f"results: {table_path} (JSON per model beside it); data fingerprint {prepared.split.fingerprint}"
+    )
     for run in runs:
         if run.artifact is not None:
             console.print(f"saved {run.model_type} model to {run.artifact}")
@@ -204,7 +248,8 @@ def _show_examples(artifact: Path, n: int) -> None:
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by train.")],
-    data_dir: DataDirOpt = None, path: PathOpt = None,
+    data_dir: DataDirOpt = None,
+    path: PathOpt = None,
     which: Annotated[str, typer.Option(help="val | test")] = "test",
     verbose: bool = False,
 ) -> None:
@@ -229,7 +274,8 @@ def evaluate(
         expected = bundle.run.get("data_fingerprint")
         if expected and expected != prepared.split.fingerprint:
             raise Bert4RecError(
-                f"the data differs from what the model was trained on (fingerprint {prepared.split.fingerprint} "
+                f"the data differs from what the model was trained on "
+                f"(fingerprint {prepared.split.fingerprint} "
                 f"!= {expected}); evaluate on the same data or retrain"
             )
         metrics = Evaluator(prepared.split, cfg.eval).evaluate(TransformerScorer(bundle.model), which=which)  # type: ignore[arg-type]
@@ -241,8 +287,12 @@ def evaluate(
 @app.command()
 def recommend(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by train.")],
-    user: Annotated[str | None, typer.Option("--user", "-u", help="A user id from the training data.")] = None,
-    items: Annotated[str | None, typer.Option("--items", "-i", help="Comma-separated item ids, oldest first.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="A user id from the training data.")
+    ] = None,
+    items: Annotated[
+        str | None, typer.Option("--items", "-i", help="Comma-separated item ids, oldest first.")
+    ] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000)] = 10,
     include_seen: Annotated[bool, typer.Option(help="Allow items already in the history.")] = False,
 ) -> None:

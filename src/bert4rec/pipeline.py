@@ -96,19 +96,30 @@ def train_and_evaluate(
         baseline.fit(split)
         train_seconds = time.perf_counter() - start
         scorer = baseline
-        config = {"model_type": model_type, "data": cfg.data.model_dump(mode="json"),
-                  "eval": cfg.eval.model_dump(mode="json"), "baseline": baseline.get_config()}
+        config = {
+            "model_type": model_type,
+            "data": cfg.data.model_dump(mode="json"),
+            "eval": cfg.eval.model_dump(mode="json"),
+            "baseline": baseline.get_config(),
+        }
     start = time.perf_counter()
     metrics = Evaluator(split, cfg.eval).evaluate(scorer, which="test")
     extra["eval_seconds"] = round(time.perf_counter() - start, 3)
     meta = run_metadata(config, cfg.train.seed, split.fingerprint, split.stats)
-    record = make_record(model_type, dataset_name(cfg), metrics, round(train_seconds, 2), config, run=meta, **extra)
+    record = make_record(
+        model_type, dataset_name(cfg), metrics, round(train_seconds, 2), config, run=meta, **extra
+    )
     run = ModelRun(model_type, scorer, train_seconds, record)
     if save_artifact and model is not None:
         run.artifact = save_bundle(
             run_dir / model_type / "model",
-            config=cfg, model=model, split=split, items=prepared.interactions.items,
-            display_col=prepared.interactions.display_col, metrics=metrics, run=meta,
+            config=cfg,
+            model=model,
+            split=split,
+            items=prepared.interactions.items,
+            display_col=prepared.interactions.display_col,
+            metrics=metrics,
+            run=meta,
         )
     return run
 

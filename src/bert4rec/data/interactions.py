@@ -91,7 +91,9 @@ def validate_frame(frame: pl.DataFrame, source: str) -> pl.DataFrame:
         bad = as_num.is_null() & frame["rating"].is_not_null()
         if bad.any():
             i = int(bad.arg_true()[0])
-            raise DataError(f"{source}: column 'rating' must be numeric; data row {i + 1} has {frame['rating'][i]!r}")
+            raise DataError(
+                f"{source}: column 'rating' must be numeric; data row {i + 1} has {frame['rating'][i]!r}"
+            )
         frame = frame.with_columns(rating=as_num)
     return frame
 
@@ -116,7 +118,9 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
 
     if cfg.min_rating is not None:
         if "rating" not in frame.columns:
-            raise DataError(f"{raw.source}: min_rating={cfg.min_rating} is set but the data has no rating column")
+            raise DataError(
+                f"{raw.source}: min_rating={cfg.min_rating} is set but the data has no rating column"
+            )
         kept = frame.filter(pl.col("rating") >= cfg.min_rating)
         stats["dropped_low_rating"] = frame.height - kept.height
         frame = kept
@@ -132,9 +136,13 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
         if cfg.duplicates == "error":
             raise DataError(where + "; deduplicate the file or set data.duplicates='drop'")
         if cfg.duplicates == "drop":
-            deduped = frame.unique(subset=["user_id", "item_id", "timestamp"], keep="first", maintain_order=True)
+            deduped = frame.unique(
+                subset=["user_id", "item_id", "timestamp"], keep="first", maintain_order=True
+            )
             stats["dropped_duplicates"] = frame.height - deduped.height
-            log.warning("%s; dropped %d duplicate rows (kept the first of each)", where, stats["dropped_duplicates"])
+            log.warning(
+                "%s; dropped %d duplicate rows (kept the first of each)", where, stats["dropped_duplicates"]
+            )
             frame = deduped
 
     n_users_raw = frame["user_id"].n_unique()
@@ -143,8 +151,12 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
     if n_users_raw and short_users / n_users_raw > 0.2:
         log.warning(
             "%d of %d users (%.0f%%) have fewer than %d interactions and will be dropped; "
-            "for short sessions consider a lower data.min_user_interactions (e.g. the ecommerce-session preset)",
-            short_users, n_users_raw, 100 * short_users / n_users_raw, cfg.min_user_interactions,
+            "for short sessions consider a lower data.min_user_interactions "
+            "(e.g. the ecommerce-session preset)",
+            short_users,
+            n_users_raw,
+            100 * short_users / n_users_raw,
+            cfg.min_user_interactions,
         )
     before = frame.height
     frame, rounds = k_core(frame, cfg.min_user_interactions, cfg.min_item_interactions)
@@ -153,7 +165,8 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
     if frame.height == 0:
         raise DataError(
             f"{raw.source}: no interactions left after requiring >= {cfg.min_user_interactions} per user and "
-            f">= {cfg.min_item_interactions} per item; lower data.min_user_interactions / min_item_interactions"
+            f">= {cfg.min_item_interactions} per item; "
+            "lower data.min_user_interactions / min_item_interactions"
         )
     # STABLE sort: equal timestamps keep their file order (the _row column makes that explicit).
     frame = frame.sort(["user_id", "timestamp", ROW], maintain_order=True).select(
@@ -181,7 +194,8 @@ def generate_interactions(n_users: int = 600, n_items: int = 300, seed: int = 0)
     """
     rng = np.random.default_rng(seed)
     n_genres = max(2, n_items // 10)
-    pop = rng.zipf(1.3, n_items).astype(float)
+    # Zipf-like popularity (weight 1/rank) over a random permutation of the items
+    pop = 1.0 / (1.0 + rng.permutation(n_items))
     pop /= pop.sum()
     users, items, times = [], [], []
     for u in range(n_users):
@@ -217,4 +231,6 @@ def generate_interactions(n_users: int = 600, n_items: int = 300, seed: int = 0)
             "genres": [genre_names[(i - 1) * n_genres // n_items] for i in item_ids],
         }
     )
-    return RawData(frame, meta, f"generated(n_users={n_users}, n_items={n_items}, seed={seed})", "title", ["genres"])
+    return RawData(
+        frame, meta, f"generated(n_users={n_users}, n_items={n_items}, seed={seed})", "title", ["genres"]
+    )

@@ -48,7 +48,10 @@ class SequenceSplit:
         users = self.users(split) if users is None else users
         if split == "val":
             return [self.train[u] for u in users]
-        return [np.append(self.train[u], self.val_target[u]) if self.val_target[u] else self.train[u] for u in users]
+        return [
+            np.append(self.train[u], self.val_target[u]) if self.val_target[u] else self.train[u]
+            for u in users
+        ]
 
     def item_popularity(self) -> np.ndarray:
         """(n_items + 1,) interaction counts in the training part; index 0 (PAD) is 0."""
@@ -66,11 +69,14 @@ def build_split(data: Interactions) -> SequenceSplit:
     user_counts = frame.group_by("user_id", maintain_order=True).len()
     vocab = Vocab(item_ids, user_counts["user_id"].to_list())
     item_idx = (
-        frame.select(pl.col("item_id").replace_strict(item_ids, range(1, len(item_ids) + 1), return_dtype=pl.Int64))
+        frame.select(
+            pl.col("item_id").replace_strict(item_ids, range(1, len(item_ids) + 1), return_dtype=pl.Int64)
+        )
         .to_series()
         .to_numpy()
     )
-    bounds = np.concatenate([[0], np.cumsum(user_counts["len"].to_numpy())])
+    # polars counts are UInt32 and their cumsum is uint64, which numpy mixes with the int 0 into float64
+    bounds = np.concatenate([[0], np.cumsum(user_counts["len"].to_numpy(), dtype=np.int64)])
     n_users = vocab.n_users
     train: list[np.ndarray] = []
     val_target = np.zeros(n_users, dtype=np.int64)

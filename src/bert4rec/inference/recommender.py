@@ -65,11 +65,15 @@ class Recommender:
         """Next items for a trained user from their stored history ([MASK] appended for BERT4Rec).
         Unknown users get global popularity (path='popularity')."""
         if not self.vocab.has_user(user_id):
-            return self._ranked(self._popularity_scores(), np.zeros(0, dtype=np.int64), k, filter_seen, "popularity")
+            return self._ranked(
+                self._popularity_scores(), np.zeros(0, dtype=np.int64), k, filter_seen, "popularity"
+            )
         u = self.vocab.user_idx(user_id)
         return self._score_history(self.bundle.sequences[u], k, filter_seen, user=u)
 
-    def recommend_for_items(self, item_ids: Sequence[Any], k: int = 10, filter_seen: bool = True) -> RecommendationList:
+    def recommend_for_items(
+        self, item_ids: Sequence[Any], k: int = 10, filter_seen: bool = True
+    ) -> RecommendationList:
         """Next items after a session of item ids (oldest first). Unknown ids raise UnknownIdError."""
         history = self.vocab.encode_items(item_ids)
         return self._score_history(history, k, filter_seen, user=-1)

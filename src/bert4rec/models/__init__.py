@@ -10,10 +10,14 @@ from bert4rec.models.transformer import SequenceTransformer
 TRANSFORMERS: dict[str, type[SequenceTransformer]] = {"bert4rec": BERT4Rec, "sasrec": SASRec}
 
 
-def build_transformer(model_type: str, cfg: ModelConfig, n_items: int, n_users: int = 0) -> SequenceTransformer:
+def build_transformer(
+    model_type: str, cfg: ModelConfig, n_items: int, n_users: int = 0
+) -> SequenceTransformer:
     """BERT4Rec or SASRec by name."""
     if model_type not in TRANSFORMERS:
-        raise ValueError(f"not a transformer model type: {model_type!r} (expected one of {sorted(TRANSFORMERS)})")
+        raise ValueError(
+            f"not a transformer model type: {model_type!r} (expected one of {sorted(TRANSFORMERS)})"
+        )
     return TRANSFORMERS[model_type](cfg, n_items, n_users)
 
 

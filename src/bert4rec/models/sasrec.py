@@ -14,4 +14,3 @@ from bert4rec.models.transformer import SequenceTransformer
 class SASRec(SequenceTransformer):
     def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0) -> None:
         super().__init__(cfg, n_items, n_users, causal=True)
-

@@ -110,7 +110,7 @@ class SequenceTransformer(nn.Module):
     def encode(self, seq: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) item indices -> (B, L, D) hidden states."""
         L = seq.size(1)
-        if L > self.cfg.max_len:
+        if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds max_len {self.cfg.max_len}")
         pos = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=seq.device)
         x = self.item_emb(seq) + self.pos_emb(pos)[None]
@@ -152,4 +152,3 @@ class SequenceTransformer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-

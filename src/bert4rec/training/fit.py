@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,9 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
         else NextItemCollator()
     )
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    return DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    return DataLoader(
+        dataset, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate, generator=generator
+    )
 
 
 def validation_users(split: SequenceSplit, limit: int | None, seed: int) -> np.ndarray:
@@ -101,7 +105,12 @@ def fit_transformer(
     module = SequenceModule(model, tc, total_steps=tc.epochs * len(loader), validate=validate)
     ckpt_dir = Path(run_dir) / "checkpoints"
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1, save_last=True,
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=VAL_METRIC,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
         save_on_train_epoch_end=True,
     )
     callbacks: list[Any] = [
@@ -109,10 +118,14 @@ def fit_transformer(
         EarlyStopping(monitor=VAL_METRIC, mode="max", patience=tc.patience, check_on_train_epoch_end=True),
     ]
     if tc.max_minutes:
-        callbacks.append(Timer(duration={"minutes": tc.max_minutes}, interval="step"))
+        callbacks.append(Timer(duration=timedelta(minutes=tc.max_minutes), interval="step"))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    logger = CSVLogger(str(run_dir), name="logs", version="")
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    if resume and ckpt_path is None:
+        log.info("no checkpoint at %s; starting from scratch", last)
+    logger = CSVLogger(str(run_dir), name="logs", version=_log_version(Path(run_dir) / "logs", ckpt_path))
     trainer = L.Trainer(
         max_epochs=tc.epochs,
         accelerator=tc.accelerator,
@@ -128,10 +141,6 @@ def fit_transformer(
         log_every_n_steps=max(1, min(50, len(loader))),
         default_root_dir=str(run_dir),
     )
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    if resume and ckpt_path is None:
-        log.info("no checkpoint at %s; starting from scratch", last)
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - start
@@ -147,13 +156,37 @@ def fit_transformer(
         train_seconds=train_seconds,
         epochs=trainer.current_epoch,
         best_val_ndcg10=float(best) if best is not None else None,
-        history=read_history(Path(run_dir) / "logs" / "metrics.csv"),
+        history=read_history(Path(run_dir) / "logs"),
         best_checkpoint=best_path or None,
     )
 
 
-def read_history(metrics_csv: Path) -> list[dict[str, Any]]:
-    """Per-epoch rows (epoch, elapsed_s, val_ndcg@10, train_loss_epoch) from the CSV logger's file."""
+def _log_version(logs_dir: Path, ckpt_path: str | None) -> str:
+    """CSV log folder below `logs_dir`: the folder itself for a fresh run, `resume-N` for the N-th
+    resumed run (Lightning's CSV logger deletes an existing metrics.csv, which would lose the
+    epochs trained before the interrupt). A fresh run clears the logs of earlier resumed runs."""
+    resumed = sorted(logs_dir.glob("resume-*"), key=lambda p: int(p.name.split("-")[1]))
+    if ckpt_path is None:
+        for folder in resumed:
+            shutil.rmtree(folder)
+        return ""
+    return f"resume-{len(resumed) + 1}"
+
+
+def read_history(logs_dir: Path) -> list[dict[str, Any]]:
+    """Per-epoch rows (epoch, elapsed_s, val_ndcg@10, train_loss_epoch) from the CSV logger's files:
+    `logs_dir/metrics.csv` then `logs_dir/resume-N/metrics.csv`; a later file wins for an epoch."""
+    files = [logs_dir / "metrics.csv"] + [
+        p / "metrics.csv" for p in sorted(logs_dir.glob("resume-*"), key=lambda p: int(p.name.split("-")[1]))
+    ]
+    rows_by_epoch: dict[int, dict[str, Any]] = {}
+    for file in files:
+        for row in _read_metrics(file):
+            rows_by_epoch[int(row["epoch"])] = row
+    return [rows_by_epoch[e] for e in sorted(rows_by_epoch)]
+
+
+def _read_metrics(metrics_csv: Path) -> list[dict[str, Any]]:
     if not metrics_csv.exists():
         return []
     frame = pl.read_csv(metrics_csv)
@@ -164,5 +197,7 @@ def read_history(metrics_csv: Path) -> list[dict[str, Any]]:
     if "train_loss_epoch" in frame.columns:
         losses = frame.filter(pl.col("train_loss_epoch").is_not_null()).select("epoch", "train_loss_epoch")
         rows = rows.drop("train_loss_epoch").join(losses, on="epoch", how="left")
-    return [{k: (round(v, 5) if isinstance(v, float) and not math.isnan(v) else v) for k, v in r.items()}
-            for r in rows.to_dicts()]
+    return [
+        {k: (round(v, 5) if isinstance(v, float) and not math.isnan(v) else v) for k, v in r.items()}
+        for r in rows.to_dicts()
+    ]

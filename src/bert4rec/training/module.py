@@ -41,10 +41,18 @@ class SequenceModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
-                f"The learning rate ({self.cfg.lr}) is probably too high for this model/data: lower train.lr, "
+                f"The learning rate ({self.cfg.lr}) is probably too high for this model/data: "
+                "lower train.lr, "
                 f"keep train.grad_clip set (now {self.cfg.grad_clip}), or add train.warmup_steps."
             )
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["input_ids"].size(0))
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=batch["input_ids"].size(0),
+        )
         return loss
 
     def on_train_start(self) -> None:
@@ -62,7 +70,10 @@ class SequenceModule(L.LightningModule):
             # no weight decay on biases, LayerNorms and embeddings (standard AdamW practice)
             (no_decay if p.ndim < 2 or "emb" in name else decay).append(p)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=self.cfg.lr,
         )
         warmup = min(self.cfg.warmup_steps, self.total_steps // 2)

@@ -1,0 +1,76 @@
+"""Benchmark: train and evaluate several models on one leave-one-out split, write results files.
+
+Writes `benchmarks/results/<name>_<model>.json` (one record per model run, with metrics (full and
+sampled), train seconds, throughput, per-epoch validation curve, config, versions, data
+fingerprint) and `benchmarks/results/<name>.md` (the table).
+
+    python benchmarks/compare_models.py --preset ml-1m --data-dir ../shared/data/ml-1m \
+        --models bert4rec,sasrec,popularity,item_knn,mf --minutes 10 --name ml-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from bert4rec.config import build_config, parse_overrides
+from bert4rec.evaluation.results import write_records
+from bert4rec.pipeline import prepare, train_and_evaluate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="ml-1m")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--models", default="bert4rec,sasrec,popularity,item_knn,mf")
+    p.add_argument("--minutes", type=float, default=None, help="training budget per Transformer model")
+    p.add_argument("--name", default=None, help="results file prefix (default: the dataset name)")
+    p.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], help="config override section.field=value"
+    )
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    overrides: dict[str, Any] = parse_overrides(args.sets)
+    if args.data_dir:
+        overrides.setdefault("data", {})["data_dir"] = str(args.data_dir)
+    if args.minutes:
+        overrides.setdefault("train", {})["max_minutes"] = args.minutes
+    cfg = build_config(args.preset, overrides)
+    prepared = prepare(cfg)
+    print(f"prepared {cfg.data.dataset} in {prepared.seconds:.2f} s: {prepared.stats}")
+    name = args.name or cfg.data.dataset
+    records = []
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        run = train_and_evaluate(model, cfg, prepared, args.out / name, progress=False)
+        rec = run.record
+        rec["prepare_seconds"] = round(prepared.seconds, 3)
+        if rec.get("epochs"):
+            # throughput: training windows seen per second of training
+            from bert4rec.training.fit import make_train_loader
+
+            n_windows = len(
+                make_train_loader(prepared.split, cfg.model_copy(update={"model_type": model})).dataset
+            )
+            rec["train_sequences_per_second"] = round(
+                n_windows * rec["epochs"] / max(rec["train_seconds"], 1e-9), 1
+            )
+        full = rec["metrics"]["full"]
+        print(
+            f"{model}: full ndcg@10={full['ndcg@10']:.4f} hr@10={full['hr@10']:.4f} "
+            f"train {rec['train_seconds']:.0f}s"
+        )
+        records.append(rec)
+    _, table = write_records(records, RESULTS, name)
+    print(table.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""One evaluator for every model: leave-one-out ranking of each user's held-out target.
+
+Protocol (also written into every result under "protocol"):
+
+* Every model goes through `Scorer.score(users, histories) -> (B, n_items + 1)`; nothing else.
+* Column 0 (PAD) is never a candidate. With `filter_seen`, the items of the user's *input history*
+  are excluded from the ranking (score -inf) **except the target itself**, which is never excluded
+  (it may reappear in the history when a dataset keeps repeated interactions).
+* Full ranking: the target is ranked against every remaining catalogue item.
+* Sampled ranking: the target is ranked against `n_negatives` negatives per user, drawn once per
+  Evaluator and split, deterministically from `cfg.seed`, without replacement, from the items the user
+  never interacted with (train + validation + test items all excluded), either uniformly or in
+  proportion to training popularity (items never seen in training are then never drawn). A user with
+  fewer possible negatives gets all of them (the remaining slots are PAD and never outrank the target).
+* Ties are broken pessimistically (see `metrics.rank_of_target`).
+* coverage@10: share of catalogue items that appear in at least one user's full-ranking top 10.
+* Long tail: items are sorted by training popularity (count, ties by item index); "head" = the
+  top 20% of catalogue items, the remaining items are split into two equal halves, "mid" (more
+  popular) and "tail" (less popular, including items never seen in training). Users are bucketed by
+  the bucket of their target, and hr@10 / ndcg@10 (full ranking) are reported per bucket.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from bert4rec.config import EvalConfig
+from bert4rec.data.sequences import SequenceSplit, Split
+from bert4rec.errors import Bert4RecError
+from bert4rec.evaluation.metrics import TIE_POLICY, hit_rate, metric_table, ndcg, rank_of_target
+from bert4rec.models.base import Scorer
+
+Mode = Literal["full", "sampled_uniform", "sampled_popularity"]
+MODES: tuple[Mode, ...] = ("full", "sampled_uniform", "sampled_popularity")
+SAMPLED_MODES: tuple[Mode, ...] = ("sampled_uniform", "sampled_popularity")
+COVERAGE_K = 10
+HEAD_SHARE = 0.2  # share of catalogue items in the "head" bucket
+BUCKETS = ("head", "mid", "tail")
+
+SEEN_POLICY = "items of the input history get -inf, except the target, which is never excluded"
+NEGATIVES_POLICY = (
+    "drawn once per split from cfg.seed, without replacement, excluding every item of the user's sequence "
+    "(train + val + test); uniform, or proportional to training counts (items unseen in training never drawn)"
+)
+LONG_TAIL_POLICY = (
+    "items sorted by training count (ties by item index): head = top 20% of items, mid = next 40%, "
+    "tail = last 40%; users bucketed by their target's bucket; full-ranking metrics"
+)
+
+
+class EvaluationError(Bert4RecError, ValueError):
+    """Evaluation cannot run as asked (users without a target, wrong score shape, NaN scores)."""
+
+
+class Evaluator:
+    """Leave-one-out evaluation of any `Scorer` on a `SequenceSplit` (protocol in the module docstring).
+
+    Negatives for the sampled modes are drawn lazily, once per (split, mode), and cached, so repeated
+    evaluations (every epoch, several models) rank against exactly the same candidates.
+    """
+
+    def __init__(self, split: SequenceSplit, cfg: EvalConfig) -> None:
+        self.split = split
+        self.cfg = cfg
+        # hr@10 / ndcg@10 are always reported: early stopping, tables and the long-tail breakdown use them
+        self.ks = sorted(set(cfg.ks) | {10})
+        self._popularity: np.ndarray | None = None
+        self._negatives: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def evaluate(
+        self,
+        scorer: Scorer,
+        which: Split = "test",
+        users: np.ndarray | None = None,
+        modes: Sequence[Mode] = MODES,
+    ) -> dict[str, Any]:
+        """Rank each user's `which` target and return metrics per mode plus coverage and long tail.
+
+        `users`: internal user indices with a `which` target (default: all of them).
+        Returns {"full": {metric: value}, "sampled_uniform": {...}, "sampled_popularity": {...},
+        "coverage@10": float, "long_tail": {"head"|"mid"|"tail": {...}}, "n_users": int,
+        "protocol": {...}}; only the requested modes appear (coverage and long tail come from the full
+        ranking, which is always computed).
+        """
+        modes = tuple(modes)
+        bad = [m for m in modes if m not in MODES]
+        if bad:
+            raise EvaluationError(f"unknown evaluation mode(s) {bad}; choose from {', '.join(MODES)}")
+        users = self._users(which, users)
+        targets = self.split.targets_all(which)[users]
+        sampled = [m for m in SAMPLED_MODES if m in modes]
+        negatives = {m: self.negatives(which, m, users) for m in sampled}
+
+        full_parts: list[torch.Tensor] = []
+        sampled_parts: dict[str, list[torch.Tensor]] = {m: [] for m in sampled}
+        covered: torch.Tensor | None = None
+        k_cov = min(COVERAGE_K, self.split.n_items)
+        for start, stop, scores, target in self._batches(scorer, which, users, targets):
+            full_parts.append(rank_of_target(scores, target).cpu())
+            values, top = scores.topk(k_cov, dim=1)  # (B, k)
+            if covered is None:
+                covered = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
+            covered[top[torch.isfinite(values)]] = True
+            for m in sampled:
+                negs = torch.as_tensor(negatives[m][start:stop], device=scores.device)
+                candidates = torch.cat([target.unsqueeze(1), negs], dim=1)  # (B, 1 + n_neg), target first
+                zero = torch.zeros(len(candidates), dtype=torch.int64, device=scores.device)
+                sampled_parts[m].append(rank_of_target(scores.gather(1, candidates), zero).cpu())
+
+        full_ranks = torch.cat(full_parts).numpy()
+        out: dict[str, Any] = {}
+        if "full" in modes:
+            out["full"] = metric_table(full_ranks, self.ks)
+        for m in sampled:
+            out[m] = metric_table(torch.cat(sampled_parts[m]).numpy(), self.ks)
+        assert covered is not None  # at least one batch ran
+        out["coverage@10"] = float(covered[1:].sum().item()) / self.split.n_items
+        out["long_tail"] = self._long_tail(full_ranks, targets)
+        out["n_users"] = int(len(users))
+        out["protocol"] = {
+            "split": which,
+            "filter_seen": self.cfg.filter_seen,
+            "seen_policy": SEEN_POLICY if self.cfg.filter_seen else "no filtering (PAD only)",
+            "n_negatives": self.cfg.n_negatives,
+            "negatives": NEGATIVES_POLICY,
+            "users_short_of_negatives": {m: self._negatives[(which, m)][1] for m in sampled},
+            "seed": self.cfg.seed,
+            "tie_policy": TIE_POLICY,
+            "long_tail": LONG_TAIL_POLICY,
+        }
+        return out
+
+    def evaluate_ndcg10(self, scorer: Scorer, which: Split = "val", users: np.ndarray | None = None) -> float:
+        """Full-ranking NDCG@10 only: the cheap per-epoch early-stopping signal (protocol of `evaluate`)."""
+        users = self._users(which, users)
+        targets = self.split.targets_all(which)[users]
+        parts = [rank_of_target(s, t).cpu() for _, _, s, t in self._batches(scorer, which, users, targets)]
+        return ndcg(torch.cat(parts).numpy(), 10)
+
+    def negatives(self, which: Split, mode: Mode, users: np.ndarray | None = None) -> np.ndarray:
+        """(n_users, n_negatives) sampled negative item indices for `users` (default: all with a target).
+
+        Drawn once per (split, mode) for all users of the split, so a user's negatives do not depend on
+        which other users are evaluated. Index 0 (PAD) only pads users with too few possible negatives.
+        """
+        if mode not in SAMPLED_MODES:
+            raise EvaluationError(f"negatives exist for {', '.join(SAMPLED_MODES)}, not {mode!r}")
+        key = (which, mode)
+        if key not in self._negatives:
+            self._negatives[key] = self._draw_negatives(which, mode)
+        negs = self._negatives[key][0]
+        if users is None:
+            return negs.copy()
+        return negs[self._positions(which, np.asarray(users, dtype=np.int64))]
+
+    # ------------------------------------------------------------------ ranking
+
+    def _users(self, which: Split, users: np.ndarray | None) -> np.ndarray:
+        if which not in ("val", "test"):
+            raise EvaluationError(f"which must be 'val' or 'test', got {which!r}")
+        users = self.split.users(which) if users is None else np.asarray(users, dtype=np.int64).reshape(-1)
+        if len(users) == 0:
+            raise EvaluationError(
+                f"no users to evaluate on the {which} split (a user needs >= 3 interactions to have one)"
+            )
+        self._positions(which, users)  # validates that every user has a target
+        return users
+
+    def _positions(self, which: Split, users: np.ndarray) -> np.ndarray:
+        """Row of each user in `split.users(which)` (sorted); raises for users without a target."""
+        all_users = self.split.users(which)
+        pos = np.searchsorted(all_users, users)
+        ok = pos < len(all_users)
+        ok[ok] = all_users[pos[ok]] == users[ok]
+        if not ok.all():
+            bad = users[~ok]
+            raise EvaluationError(
+                f"{len(bad)} user index(es) have no {which} target (e.g. {bad[:5].tolist()}); "
+                f"evaluate only users from split.users({which!r})"
+            )
+        return pos
+
+    def _batches(
+        self, scorer: Scorer, which: Split, users: np.ndarray, targets: np.ndarray
+    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """Yield (start, stop, scores (B, n_items + 1) with exclusions applied, targets (B,))."""
+        histories = self.split.inputs(which, users)
+        bs = self.cfg.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(users), bs):
+                stop = min(start + bs, len(users))
+                hist = histories[start:stop]
+                scores = self._scores(scorer, users[start:stop], hist)
+                target = torch.as_tensor(targets[start:stop], dtype=torch.int64, device=scores.device)
+                self._exclude(scores, hist, target)
+                yield start, stop, scores, target
+
+    def _scores(self, scorer: Scorer, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        name = getattr(scorer, "name", type(scorer).__name__)
+        raw = scorer.score(users, histories)
+        scores = raw.detach() if isinstance(raw, torch.Tensor) else torch.as_tensor(np.asarray(raw))
+        expected = (len(users), self.split.n_items + 1)
+        if tuple(scores.shape) != expected:
+            raise EvaluationError(
+                f"scorer {name!r} returned scores of shape {tuple(scores.shape)}, expected {expected} "
+                "(batch, n_items + 1): column j scores item index j and column 0 is PAD"
+            )
+        dtype = scores.dtype if scores.dtype in (torch.float32, torch.float64) else torch.float32
+        # always a private copy: exclusions are written in place and must not touch the scorer's own tensors
+        scores = scores.to(dtype=dtype, copy=True)
+        nan_rows = torch.isnan(scores).any(dim=1)
+        if nan_rows.any():
+            raise EvaluationError(
+                f"scorer {name!r} returned NaN scores for {int(nan_rows.sum())} of {len(users)} users; "
+                "the model probably diverged: retrain it (e.g. with a lower train.lr)"
+            )
+        return scores
+
+    def _exclude(self, scores: torch.Tensor, histories: Sequence[np.ndarray], target: torch.Tensor) -> None:
+        """PAD -> -inf; with filter_seen also the input-history items, but never the target."""
+        scores[:, 0] = -math.inf
+        if not self.cfg.filter_seen:
+            return
+        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+        if lengths.sum() == 0:
+            return
+        cols = torch.as_tensor(np.concatenate(histories).astype(np.int64), device=scores.device)
+        rows = torch.as_tensor(np.repeat(np.arange(len(histories)), lengths), device=scores.device)
+        target_scores = scores.gather(1, target.unsqueeze(1))  # (B, 1), restored after masking
+        scores[rows, cols] = -math.inf
+        scores.scatter_(1, target.unsqueeze(1), target_scores)
+
+    # ------------------------------------------------------------------ long tail
+
+    def popularity(self) -> np.ndarray:
+        """(n_items + 1,) training interaction counts (cached)."""
+        if self._popularity is None:
+            self._popularity = self.split.item_popularity()
+        return self._popularity
+
+    def item_buckets(self) -> np.ndarray:
+        """(n_items + 1,) bucket of each item: 0 = head, 1 = mid, 2 = tail (PAD gets -1)."""
+        pop = self.popularity()
+        n = self.split.n_items
+        order = np.argsort(-pop[1:], kind="stable") + 1  # most popular first, ties by item index
+        n_head = math.ceil(HEAD_SHARE * n)
+        n_mid = (n - n_head + 1) // 2
+        bucket = np.full(n + 1, -1, dtype=np.int64)
+        bucket[order[:n_head]] = 0
+        bucket[order[n_head : n_head + n_mid]] = 1
+        bucket[order[n_head + n_mid :]] = 2
+        return bucket
+
+    def _long_tail(self, ranks: np.ndarray, targets: np.ndarray) -> dict[str, dict[str, Any]]:
+        bucket = self.item_buckets()
+        pop = self.popularity()
+        total = max(int(pop.sum()), 1)
+        target_bucket = bucket[targets]
+        out: dict[str, dict[str, Any]] = {}
+        for b, name in enumerate(BUCKETS):
+            r = ranks[target_bucket == b]
+            items = bucket == b
+            out[name] = {
+                "n_users": int(len(r)),
+                "hr@10": hit_rate(r, 10) if len(r) else None,
+                "ndcg@10": ndcg(r, 10) if len(r) else None,
+                "n_items": int(items.sum()),
+                "share_of_train_interactions": float(pop[items].sum()) / total,
+            }
+        return out
+
+    # ------------------------------------------------------------------ negative sampling
+
+    def _draw_negatives(self, which: Split, mode: Mode) -> tuple[np.ndarray, int]:
+        """(n_split_users, n_neg) negatives for every user of the split; returns them and #short users."""
+        split, n_neg = self.split, self.cfg.n_negatives
+        users = split.users(which)
+        n_items = split.n_items
+        width = n_items + 1
+        rng = np.random.default_rng([self.cfg.seed, ("val", "test").index(which), SAMPLED_MODES.index(mode)])
+
+        # every (row, item) the user ever interacted with, as sorted unique keys row * width + item
+        train = [split.train[u] for u in users]
+        lengths = np.fromiter((len(t) for t in train), dtype=np.int64, count=len(train))
+        rows = np.arange(len(users), dtype=np.int64)
+        known_rows = np.concatenate([np.repeat(rows, lengths), rows, rows])
+        known_items = np.concatenate(
+            [
+                np.concatenate(train).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64),
+                split.val_target[users],
+                split.test_target[users],
+            ]
+        )
+        keep = known_items > 0
+        # sort + drop repeats: a stable (radix) sort is several times faster than np.unique here
+        keys = np.sort(known_rows[keep] * width + known_items[keep], kind="stable")
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+
+        if mode == "sampled_uniform":
+            weights = np.ones(width, dtype=np.float64)
+        else:
+            weights = self.popularity().astype(np.float64)
+        weights[0] = 0.0
+        positive = weights > 0
+        key_rows, key_items = keys // width, keys % width
+        known_mass = np.bincount(key_rows, weights=weights[key_items], minlength=len(users))
+        n_known_positive = np.bincount(key_rows, weights=positive[key_items], minlength=len(users))
+        n_allowed = int(positive.sum()) - n_known_positive
+        accept = 1.0 - known_mass / max(weights.sum(), 1e-12)
+
+        out = np.zeros((len(users), n_neg), dtype=np.int64)
+        # rejection sampling is fast when most draws are accepted; the few heavy users (or tiny
+        # catalogues) go through the exact per-user path instead
+        easy = (n_allowed >= 2 * n_neg) & (accept >= 0.2)
+        hard = np.flatnonzero(~easy)
+        leftover = self._rejection_sample(rng, out, np.flatnonzero(easy), keys, width, weights, accept, n_neg)
+        hard = np.concatenate([hard, leftover])
+        bounds = np.searchsorted(key_rows, np.stack([hard, hard + 1]))
+        short = 0
+        for r, lo, hi in zip(hard, bounds[0], bounds[1], strict=True):
+            allowed_mask = positive.copy()
+            allowed_mask[key_items[lo:hi]] = False
+            allowed = np.flatnonzero(allowed_mask)
+            if len(allowed) <= n_neg:
+                out[r, : len(allowed)] = allowed
+                short += len(allowed) < n_neg
+            elif mode == "sampled_uniform":
+                out[r] = rng.choice(allowed, size=n_neg, replace=False)
+            else:
+                p = weights[allowed]
+                out[r] = rng.choice(allowed, size=n_neg, replace=False, p=p / p.sum())
+        return out, short
+
+    @staticmethod
+    def _rejection_sample(
+        rng: np.random.Generator,
+        out: np.ndarray,
+        pending: np.ndarray,
+        keys: np.ndarray,
+        width: int,
+        weights: np.ndarray,
+        accept: np.ndarray,
+        n_neg: int,
+        max_rounds: int = 6,
+    ) -> np.ndarray:
+        """Fill `out[pending]` with the first n_neg distinct allowed items of an i.i.d. stream per row.
+
+        Each row keeps its stream across rounds (more draws are appended, never redrawn), so the result
+        is exactly sampling without replacement proportional to `weights` over the allowed items.
+        Returns the rows still unfilled after `max_rounds`.
+        """
+        if len(pending) == 0:
+            return pending
+        uniform = bool(np.all(weights[1:] == weights[1]))
+        cdf = np.cumsum(weights)
+        last_positive = int(np.flatnonzero(weights)[-1])
+        n_items = width - 1
+        draws = np.zeros((len(pending), 0), dtype=np.int64)
+        n_add = int(math.ceil(1.2 * n_neg / max(float(np.median(accept[pending])), 0.2))) + 16
+        for _ in range(max_rounds):
+            if uniform:
+                new = rng.integers(1, n_items + 1, size=(len(pending), n_add))
+            else:
+                u = rng.random((len(pending), n_add)) * cdf[-1]
+                new = np.minimum(np.searchsorted(cdf, u, side="right"), last_positive)
+            draws = np.concatenate([draws, new], axis=1)
+            query = pending[:, None] * width + draws
+            pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+            valid = keys[pos] != query if len(keys) else np.ones(draws.shape, dtype=bool)
+            # first occurrence within each row: a stable sort keeps the earliest draw of each item first
+            order = np.argsort(draws, axis=1, kind="stable")
+            ordered = np.take_along_axis(draws, order, axis=1)
+            dup_sorted = np.zeros(draws.shape, dtype=bool)
+            dup_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+            dup = np.empty_like(dup_sorted)
+            np.put_along_axis(dup, order, dup_sorted, axis=1)
+            valid &= ~dup
+            done = valid.sum(axis=1) >= n_neg
+            if done.any():
+                take = valid[done] & (np.cumsum(valid[done], axis=1) <= n_neg)
+                out[pending[done]] = draws[done][take].reshape(-1, n_neg)
+            pending, draws = pending[~done], draws[~done]
+            if len(pending) == 0:
+                break
+            n_add = draws.shape[1]  # double each row's stream
+        return pending

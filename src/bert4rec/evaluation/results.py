@@ -1,0 +1,173 @@
+"""Result records and files: what ran, on what data, with which software, and how well it did.
+
+A record is one model run on one dataset:
+`{"model", "dataset", "metrics" (Evaluator output), "train_seconds", "config", ...extra}`.
+`write_records` stores one JSON file per record plus a markdown table; every file is written to a
+temporary file in the same folder and then atomically renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("torch", "lightning", "numpy", "polars", "bert4rec")
+
+# (mode, metric, column label) of the markdown table; sampled columns are labelled as such
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("full", "hr@10", "HR@10"),
+    ("full", "ndcg@10", "NDCG@10"),
+    ("full", "mrr", "MRR"),
+    ("sampled_popularity", "hr@10", "HR@10 (sampled, popularity)"),
+    ("sampled_popularity", "ndcg@10", "NDCG@10 (sampled, popularity)"),
+    ("sampled_uniform", "hr@10", "HR@10 (sampled, uniform)"),
+    ("sampled_uniform", "ndcg@10", "NDCG@10 (sampled, uniform)"),
+)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_metadata(
+    config: dict[str, Any], seed: int, data_fingerprint: str, data_stats: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything needed to reproduce or audit a run: seed, data fingerprint and stats, config hash,
+    library versions, platform, CPU count, accelerator and a UTC timestamp."""
+    canonical = json.dumps(config, sort_keys=True, default=_json_default)
+    versions = {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}}
+    accelerator: str | None = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            accelerator = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return {
+        "seed": seed,
+        "data_fingerprint": data_fingerprint,
+        "data_stats": dict(data_stats),
+        "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "versions": versions,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "cpu_count": os.cpu_count(),
+        "accelerator": accelerator,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def make_record(
+    model: str,
+    dataset: str,
+    metrics: dict[str, Any],
+    train_seconds: float,
+    config: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result record: `{"model", "dataset", "metrics", "train_seconds", "config", **extra}`.
+
+    `metrics` is the Evaluator output ({"full": {...}, "sampled_popularity": {...}, ...}).
+    """
+    if "full" not in metrics:
+        keys = sorted(metrics)
+        raise ValueError(f"metrics must be an Evaluator result with a 'full' section; got keys {keys}")
+    return {
+        "model": model,
+        "dataset": dataset,
+        "metrics": metrics,
+        "train_seconds": float(train_seconds),
+        "config": config,
+        **extra,
+    }
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars/arrays, paths and sets as plain JSON values."""
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, torch tensors
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """A markdown table, one row per record: full and sampled HR@10/NDCG@10, MRR, coverage@10, train s."""
+    negatives = {r.get("metrics", {}).get("protocol", {}).get("n_negatives", 100) for r in records} or {100}
+    datasets = sorted({str(r.get("dataset", "?")) for r in records})
+    splits = sorted({str(r.get("metrics", {}).get("protocol", {}).get("split", "test")) for r in records})
+    n_neg = "/".join(str(n) for n in sorted(negatives))
+    lines = [
+        f"Dataset: {', '.join(datasets) or '-'}; leave-one-out {'/'.join(splits)} split. "
+        f"Full = the target ranked against all items; sampled columns are sampled with {n_neg} negatives "
+        "(popularity-proportional or uniform) and overstate quality compared with full ranking.",
+        "",
+    ]
+    header = ["model", *(label for _, _, label in TABLE_COLUMNS), "coverage@10", "train s"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for r in records:
+        m = r.get("metrics", {})
+        cells = [str(r.get("model", "?"))]
+        cells += [_fmt(m.get(mode, {}).get(metric)) for mode, metric, _ in TABLE_COLUMNS]
+        cells += [_fmt(m.get("coverage@10"), 3), _fmt(r.get("train_seconds"), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_records(records: list[dict[str, Any]], out_dir: Path, name: str) -> tuple[Path, Path]:
+    """Write `{name}_{model}.json` per record and the table `{name}.md` into `out_dir`, atomically.
+
+    Returns (out_dir, path of the markdown table). Two records with the same model name would
+    overwrite each other's file, so that raises instead.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}_{_safe_name(str(r['model']))}.json" for r in records]
+    if len(set(paths)) != len(paths):
+        raise ValueError(
+            f"records share a model name ({[r['model'] for r in records]}); write them under different names"
+        )
+    for record, path in zip(records, paths, strict=True):
+        _atomic_write(path, json.dumps(record, indent=2, default=_json_default) + "\n")
+    table = out_dir / f"{name}.md"
+    _atomic_write(table, markdown_table(records))
+    return out_dir, table

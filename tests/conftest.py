@@ -1,0 +1,43 @@
+"""Shared fixtures: small generated data sets and one tiny trained model per test session."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import shared_data_dir, tiny_config  # noqa: F401 - re-exported for tests
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared():
+    from bert4rec.pipeline import prepare
+
+    return prepare(tiny_config())
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, tiny_prepared):
+    """A BERT4Rec bundle trained for 2 epochs on generated data (with titles and genres)."""
+    from bert4rec.pipeline import train_and_evaluate
+
+    out = tmp_path_factory.mktemp("run")
+    run = train_and_evaluate("bert4rec", tiny_config(), tiny_prepared, out, progress=False)
+    assert run.artifact is not None
+    return run.artifact
+
+
+@pytest.fixture
+def tiny_raw():
+    """A hand-written RawData: 4 users, items a-e, a timestamp tie (user 1) and a rating column."""
+    import polars as pl
+
+    from bert4rec.data.interactions import RawData
+
+    frame = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4],
+            "item_id": ["a", "c", "b", "d", "a", "b", "e", "b", "c", "d", "a"],
+            "timestamp": [10, 30, 30, 40, 5, 6, 7, 1, 2, 3, 9],
+            "rating": [5, 4, 3, 1, 5, 5, 2, 4, 4, 4, 3],
+        }
+    )
+    items = pl.DataFrame({"item_id": list("abcde"), "title": [f"Item {c.upper()}" for c in "abcde"]})
+    return RawData(frame, items, "tiny.csv", "title", ["title"])

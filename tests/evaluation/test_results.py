@@ -1,0 +1,111 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
+
+
+def fake_metrics(hr: float) -> dict:
+    return {
+        "full": {"hr@10": hr, "ndcg@10": hr / 2, "mrr": hr / 3},
+        "sampled_popularity": {"hr@10": min(1.0, 3 * hr), "ndcg@10": 1.5 * hr},
+        "sampled_uniform": {"hr@10": min(1.0, 5 * hr), "ndcg@10": 2.5 * hr},
+        "coverage@10": 0.42,
+        "long_tail": {"head": {"n_users": 3, "hr@10": hr, "ndcg@10": None}},
+        "n_users": 10,
+        "protocol": {"split": "test", "filter_seen": True, "n_negatives": 100, "tie_policy": "pessimistic"},
+    }
+
+
+def records() -> list[dict]:
+    return [
+        make_record("bert4rec", "ml-1m", fake_metrics(0.2), 12.5, {"model": {"hidden_size": 64}}, epochs=3),
+        make_record("popularity", "ml-1m", fake_metrics(0.05), 0.1, {"baseline": {}}),
+    ]
+
+
+def test_make_record_has_the_documented_shape():
+    rec = make_record("bert4rec", "ml-1m", fake_metrics(0.2), 12.5, {"a": 1}, epochs=3, run={"seed": 1})
+    assert list(rec) == ["model", "dataset", "metrics", "train_seconds", "config", "epochs", "run"]
+    assert rec["model"] == "bert4rec" and rec["dataset"] == "ml-1m" and rec["train_seconds"] == 12.5
+    assert rec["metrics"]["full"]["ndcg@10"] == 0.1
+    with pytest.raises(ValueError, match="'full' section"):
+        make_record("a", "b", {"hr@10": 0.1}, 1.0, {})
+
+
+def test_run_metadata_records_versions_platform_and_data():
+    meta = run_metadata({"train": {"lr": 0.001}}, 42, "abc123", {"n_users": 10})
+    assert meta["seed"] == 42 and meta["data_fingerprint"] == "abc123"
+    assert meta["data_stats"] == {"n_users": 10}
+    assert set(meta["versions"]) == {"python", "torch", "lightning", "numpy", "polars", "bert4rec"}
+    assert meta["versions"]["torch"] and meta["versions"]["numpy"]
+    assert meta["cpu_count"] and meta["platform"] and meta["timestamp"].endswith("+00:00")
+    assert meta["config_sha256"] == run_metadata({"train": {"lr": 0.001}}, 0, "", {})["config_sha256"]
+    assert meta["config_sha256"] != run_metadata({"train": {"lr": 0.01}}, 0, "", {})["config_sha256"]
+    json.dumps(meta)
+
+
+def test_write_records_round_trips_and_writes_a_table(tmp_path):
+    recs = records()
+    recs[0]["numpy_value"] = np.float32(0.5)
+    recs[0]["path"] = Path("/some/where")
+    folder, table = write_records(recs, tmp_path / "results", "ml-1m")
+    assert folder == tmp_path / "results" and table == folder / "ml-1m.md"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["ml-1m.md", "ml-1m_bert4rec.json", "ml-1m_popularity.json"]
+    loaded = json.loads((folder / "ml-1m_bert4rec.json").read_text())
+    assert loaded["numpy_value"] == 0.5 and loaded["path"] == "/some/where"
+    del loaded["numpy_value"], loaded["path"]
+    assert loaded == records()[0]
+    assert json.loads((folder / "ml-1m_popularity.json").read_text()) == records()[1]
+    text = table.read_text()
+    assert "| bert4rec |" in text and "| popularity |" in text and "100 negatives" in text
+    assert "0.2000" in text and "0.1000" in text and "12.5" in text
+
+
+def test_write_records_replaces_files_and_leaves_no_temporary_files(tmp_path):
+    write_records(records(), tmp_path, "run")
+    updated = records()[:1]
+    updated[0]["train_seconds"] = 99.0
+    write_records(updated, tmp_path, "run")
+    assert json.loads((tmp_path / "run_bert4rec.json").read_text())["train_seconds"] == 99.0
+    assert "| popularity |" not in (tmp_path / "run.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_failed_write_leaves_the_old_file_intact(tmp_path):
+    write_records(records()[:1], tmp_path, "run")
+    before = (tmp_path / "run_bert4rec.json").read_text()
+    broken = records()[:1]
+    broken[0]["bad"] = object()
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        write_records(broken, tmp_path, "run")
+    assert (tmp_path / "run_bert4rec.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.md", "run_bert4rec.json"]
+
+
+def test_duplicate_model_names_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="share a model name"):
+        write_records([records()[0], records()[0]], tmp_path, "run")
+
+
+def test_markdown_table_has_one_row_per_model_and_tolerates_missing_metrics():
+    partial = make_record("mf", "ml-1m", {"full": {"hr@10": 0.1, "ndcg@10": 0.05, "mrr": 0.04}}, 3.0, {})
+    text = markdown_table([*records(), partial])
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + 3  # header, separator, three models
+    header = lines[0]
+    for column in (
+        "HR@10",
+        "NDCG@10",
+        "MRR",
+        "HR@10 (sampled, popularity)",
+        "NDCG@10 (sampled, uniform)",
+        "coverage@10",
+        "train s",
+    ):
+        assert column in header
+    assert lines[-1].startswith("| mf | 0.1000 | 0.0500 | 0.0400 | - |")
+    assert "Dataset: ml-1m" in text and "sampled with 100 negatives" in text

@@ -1,0 +1,28 @@
+"""Helpers shared by tests (importable as `helpers` thanks to pytest's pythonpath setting)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bert4rec.config import ExperimentConfig, build_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """../shared/data (or $BERT4REC_SHARED_DATA) when present; tests that need it skip otherwise."""
+    path = Path(os.environ.get("BERT4REC_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return path if path.is_dir() else None
+
+
+def tiny_config(**train: object) -> ExperimentConfig:
+    """Generated data and a tiny model: trains in a couple of seconds on CPU."""
+    return build_config(
+        "demo",
+        {
+            "data": {"n_users": 150, "n_items": 60},
+            "model": {"max_len": 16, "hidden_size": 16},
+            "train": {"epochs": 2, "batch_size": 32, "num_threads": 1, **train},
+        },
+    )

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from bert4rec.config import ModelConfig
+from bert4rec.models import BERT4Rec, SASRec, build_transformer
+
+CFG = ModelConfig(max_len=12, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
+
+
+def test_forward_shapes_and_loss_only_on_labelled_positions():
+    model = BERT4Rec(CFG, n_items=30)
+    seq = torch.randint(1, 31, (4, 12))
+    labels = torch.zeros_like(seq)
+    labels[:, -1] = seq[:, -1]
+    labels[0, 3] = 5
+    logits, loss = model(seq, labels)
+    assert logits.shape == (5, 31) and loss is not None and torch.isfinite(loss)
+    scores = model.predict(seq)
+    assert scores.shape == (4, 31)
+
+
+def test_padding_does_not_change_predictions():
+    model = BERT4Rec(CFG, n_items=30).eval()
+    seq = torch.tensor([[3, 4, 5, 31]])  # 31 = [MASK]
+    padded = torch.tensor([[0, 0, 0, 3, 4, 5, 31]])
+    torch.testing.assert_close(model.predict(seq), model.predict(padded), rtol=1e-5, atol=1e-5)
+
+
+def test_causal_model_does_not_see_the_future_and_bert_does():
+    sasrec, bert = SASRec(CFG, n_items=30).eval(), BERT4Rec(CFG, n_items=30).eval()
+    a = torch.tensor([[3, 4, 5, 6]])
+    b = torch.tensor([[3, 4, 5, 9]])  # differs only at the last position
+    assert torch.allclose(sasrec.encode(a)[:, :3], sasrec.encode(b)[:, :3], atol=1e-6)
+    assert not torch.allclose(bert.encode(a)[:, :3], bert.encode(b)[:, :3], atol=1e-6)
+
+
+def test_weight_tying_shares_the_item_embedding():
+    tied = BERT4Rec(CFG, n_items=30)
+    untied = BERT4Rec(CFG.model_copy(update={"tie_weights": False}), n_items=30)
+    assert tied.item_weights().data_ptr() == tied.item_emb.weight.data_ptr()
+    assert untied.num_parameters() > tied.num_parameters()
+
+
+def test_user_embedding_is_optional_and_used():
+    cfg = CFG.model_copy(update={"use_user_embedding": True})
+    model = BERT4Rec(cfg, n_items=30, n_users=5).eval()
+    seq = torch.tensor([[3, 4, 31], [3, 4, 31]])
+    out = model.predict(seq, torch.tensor([0, 1]))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_too_long_sequences_are_rejected():
+    with pytest.raises(ValueError, match="exceeds max_len 12"):
+        BERT4Rec(CFG, n_items=30)(torch.ones(1, 13, dtype=torch.long))
+
+
+def test_build_transformer_rejects_unknown_types():
+    assert isinstance(build_transformer("sasrec", CFG, 10), SASRec)
+    with pytest.raises(ValueError, match="not a transformer model type"):
+        build_transformer("gru4rec", CFG, 10)
+
+
+def test_model_learns_a_deterministic_next_item_rule():
+    """Overfit check: item i is always followed by i + 1; both models must learn it."""
+    torch.manual_seed(0)
+    for model in (BERT4Rec(CFG, n_items=20), SASRec(CFG, n_items=20)):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        starts = torch.randint(1, 10, (64,))
+        seq = starts[:, None] + torch.arange(6)[None]  # (64, 6) items 1..15
+        for _ in range(150):
+            if model.causal:
+                inp, labels = seq[:, :-1], seq[:, 1:]
+            else:
+                inp = seq.clone()
+                inp[:, -1] = 21  # [MASK]
+                labels = torch.zeros_like(seq)
+                labels[:, -1] = seq[:, -1]
+            _, loss = model(inp, labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        probe = torch.tensor([[4, 5, 6, 7, 8]])
+        if not model.causal:
+            probe = torch.cat([probe, torch.tensor([[21]])], dim=1)
+        assert model.predict(probe).argmax().item() == 9, type(model).__name__

@@ -1,0 +1,80 @@
+import json
+
+from typer.testing import CliRunner
+
+from bert4rec.cli import app
+
+runner = CliRunner()
+TINY = [
+    "--preset",
+    "demo",
+    "--set",
+    "data.n_users=120",
+    "--set",
+    "data.n_items=50",
+    "--set",
+    "model.max_len=12",
+    "--set",
+    "model.hidden_size=16",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.num_threads=1",
+    "--no-progress",
+]
+
+
+def test_compare_prints_one_table_and_writes_results(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compare", *TINY, "--models", "bert4rec,popularity", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Dataset statistics" in result.output and "interactions" in result.output
+    assert "bert4rec" in result.output and "popularity" in result.output
+    assert "sampled" in result.output
+    record = json.loads((out / "results" / "results_bert4rec.json").read_text())
+    assert set(record["metrics"]) >= {"full", "sampled_uniform", "sampled_popularity"}
+    assert record["config"]["model"]["max_len"] == 12 and record["run"]["data_fingerprint"]
+    assert (out / "results" / "results.md").exists()
+    # example recommendations with titles are shown for the trained model
+    assert "next for user" in result.output and "Item " in result.output
+
+    model = out / "bert4rec" / "model"
+    rec = runner.invoke(app, ["recommend", "--model", str(model), "--user", "1", "--k", "3"])
+    assert rec.exit_code == 0, rec.output
+    assert "path: model" in rec.output and "genres" in rec.output
+    rec = runner.invoke(app, ["recommend", "--model", str(model), "--items", "1,2,3", "--k", "3"])
+    assert rec.exit_code == 0, rec.output
+    rec = runner.invoke(app, ["recommend", "--model", str(model), "--items", "1,nope"])
+    assert rec.exit_code == 2 and "unknown item id 'nope'" in rec.output
+    rec = runner.invoke(app, ["recommend", "--model", str(model), "--user", "no-such-user"])
+    assert rec.exit_code == 0 and "path: popularity" in rec.output
+    ev = runner.invoke(app, ["evaluate", "--model", str(model)])
+    assert ev.exit_code == 0, ev.output
+    assert "ndcg@10" in ev.output
+
+
+def test_train_command_trains_bert4rec(tmp_path):
+    result = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path), "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "bert4rec" / "model" / "model.safetensors").exists()
+
+
+def test_prepare_prints_statistics():
+    result = runner.invoke(app, ["prepare", *TINY[:6]])
+    assert result.exit_code == 0, result.output
+    assert "users" in result.output and "fingerprint" in result.output
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    r = runner.invoke(app, ["prepare", "--preset", "nope"])
+    assert r.exit_code == 2 and "unknown preset 'nope'" in r.output
+    r = runner.invoke(app, ["prepare", "--path", str(tmp_path / "missing.csv")])
+    assert r.exit_code == 2 and "missing.csv" in r.output
+    r = runner.invoke(app, ["compare", "--preset", "demo", "--models", "bert4rec,gru4rec"])
+    assert r.exit_code == 2 and "gru4rec" in r.output
+    r = runner.invoke(app, ["prepare", "--preset", "demo", "--set", "model.num_heads=3"])
+    assert r.exit_code == 2 and "divisible" in r.output
+    r = runner.invoke(app, ["recommend", "--model", str(tmp_path)])
+    assert r.exit_code == 2 and "exactly one of --user or --items" in r.output
+    r = runner.invoke(app, ["recommend", "--model", str(tmp_path / "none"), "--user", "1"])
+    assert r.exit_code == 2 and "not a folder" in r.output

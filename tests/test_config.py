@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from bert4rec.config import PRESETS, ExperimentConfig, ModelConfig, build_config, load_config, parse_overrides
+from bert4rec.errors import ConfigError
+
+
+def test_defaults_round_trip_through_json(tmp_path):
+    cfg = build_config("ml-1m", {"train": {"epochs": 3}})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg.model_dump(mode="json")))
+    assert load_config(path) == cfg
+    assert cfg.model.max_len == 200 and cfg.train.mask_prob == 0.2 and cfg.train.epochs == 3
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_validates(preset):
+    assert isinstance(build_config(preset), ExperimentConfig)
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown preset 'ml-2m'.*ml-1m"):
+        build_config("ml-2m")
+
+
+def test_hidden_not_divisible_by_heads_is_a_clear_error():
+    with pytest.raises(
+        ConfigError, match=r"model: .*hidden_size \(64\) must be divisible by num_heads \(3\)"
+    ):
+        build_config(None, {"model": {"hidden_size": 64, "num_heads": 3}})
+    with pytest.raises(ValueError):
+        ModelConfig(hidden_size=10, num_heads=4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"train": {"lr": -1}}, "train.lr"),
+        ({"train": {"mask_prob": 1.5}}, "train.mask_prob"),
+        ({"model": {"max_len": 1}}, "model.max_len"),
+        ({"train": {"batch_size": "big"}}, "train.batch_size"),
+        ({"train": {"epoch": 3}}, "train.epoch"),  # typo: extra fields are forbidden
+        ({"eval": {"ks": [0, 10]}}, "eval"),
+    ],
+)
+def test_invalid_hyperparameters_name_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=rf"invalid configuration: {field}"):
+        build_config(None, overrides)
+
+
+def test_replacement_probabilities_must_leave_room():
+    with pytest.raises(ConfigError, match="mask_token_prob"):
+        build_config(None, {"train": {"mask_token_prob": 0.9, "random_token_prob": 0.2}})
+
+
+def test_parse_overrides_nests_and_parses_json():
+    assert parse_overrides(["train.epochs=5", "model.tie_weights=false", "data.dataset=ml-100k"]) == {
+        "train": {"epochs": 5},
+        "model": {"tie_weights": False},
+        "data": {"dataset": "ml-100k"},
+    }
+    with pytest.raises(ConfigError, match="section.field=value"):
+        parse_overrides(["epochs"])
+
+
+def test_file_dataset_needs_a_path():
+    with pytest.raises(ConfigError, match="data: .*needs `path`"):
+        build_config(None, {"data": {"dataset": "file"}})
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(bad)
