@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class Bundle:
     display_col: str | None
     metrics: dict[str, Any]
     run: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)  # format version + sha256 of every file
+    path: Path | None = None  # the folder it was loaded from
 
 
 def full_sequences(split: SequenceSplit) -> list[np.ndarray]:
@@ -195,5 +197,15 @@ def load_bundle(path: Path) -> Bundle:
             f"expected ({vocab.n_items + 1},)"
         )
     return Bundle(
-        config, model.eval(), vocab, sequences, popularity, items, manifest.get("display_col"), metrics, run
+        config,
+        model.eval(),
+        vocab,
+        sequences,
+        popularity,
+        items,
+        manifest.get("display_col"),
+        metrics,
+        run,
+        manifest=manifest,
+        path=path,
     )

@@ -35,3 +35,24 @@ class UnknownIdError(Bert4RecError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class QueryError(Bert4RecError, ValueError):
+    """A recommendation query is malformed (empty session, k < 1, nothing to search with)."""
+
+
+class FilterError(QueryError):
+    """A metadata filter names an unknown field or a value of the wrong type.
+
+    `field` is the offending field and `valid` the fields that can be filtered on, so that callers
+    (the HTTP API) can phrase the message in their own terms.
+    """
+
+    def __init__(self, message: str, field: str, valid: list[str]) -> None:
+        super().__init__(message)
+        self.field = field
+        self.valid = valid
+
+
+class ContentUnavailableError(Bert4RecError, RuntimeError):
+    """Text cold start was asked for but is not enabled, or its optional dependencies are missing."""
