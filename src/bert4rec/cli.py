@@ -1,4 +1,4 @@
-"""`bert4rec` command line: prepare | train | evaluate | recommend | compare. A thin shell over
+"""`bert4rec` command line: prepare | train | evaluate | recommend | compare | serve. A thin shell over
 `bert4rec.pipeline`, `bert4rec.inference` and `bert4rec.evaluation`."""
 
 from __future__ import annotations
@@ -117,8 +117,14 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=console, show_path=False)],
         force=True,
     )
+    # Lightning sets its loggers to INFO (with their own handler) when first imported: import it now
+    # so the levels below stick, and let its messages reach only our handler (not printed twice)
+    import lightning.pytorch  # noqa: F401
+
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logger = logging.getLogger(noisy)
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        logger.handlers.clear()
 
 
 def _fail(err: Exception) -> None:
@@ -318,6 +324,39 @@ def recommend(
     except (Bert4RecError, KeyError) as err:
         _fail(err)
     console.print(_recommendation_table(title, result))
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model folder written by train (else $BERT4REC_MODEL)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).", min=0, max=65535)] = None,
+    text_cold_start: Annotated[
+        bool | None,
+        typer.Option(
+            "--text-cold-start/--no-text-cold-start",
+            help="Load MiniLM so item_to_item accepts item_text for unknown items (needs the serve extra).",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
+    try:
+        import uvicorn
+
+        from bert4rec.api import create_app
+        from bert4rec.api.settings import ServeSettings
+    except ImportError as err:
+        _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
+    settings = ServeSettings()
+    try:
+        application = create_app(model, text_cold_start=text_cold_start, settings=settings)
+    except Bert4RecError as err:
+        _fail(err)
+    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level=log_level)
 
 
 def main() -> None:  # pragma: no cover

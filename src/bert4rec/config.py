@@ -110,6 +110,10 @@ class TrainConfig(_Strict):
     )
     # sliding windows over long histories
     window_step: int | None = Field(default=None, ge=1, description="Stride between windows; None = max_len.")
+    bucket_by_length: bool = Field(
+        default=True,
+        description="Batch windows of similar length so short histories are not padded to max_len.",
+    )
     patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
     max_minutes: float | None = Field(default=None, gt=0.0, description="Wall-clock training budget.")
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")

@@ -20,7 +20,13 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from bert4rec.config import ExperimentConfig
-from bert4rec.data.masking import BertCollator, ClozeConfig, NextItemCollator, WindowDataset
+from bert4rec.data.masking import (
+    BertCollator,
+    ClozeConfig,
+    LengthBucketSampler,
+    NextItemCollator,
+    WindowDataset,
+)
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
@@ -64,6 +70,9 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
         if bert
         else NextItemCollator()
     )
+    if cfg.train.bucket_by_length:
+        sampler = LengthBucketSampler(dataset.lengths(), cfg.train.batch_size, seed=cfg.train.seed)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     return DataLoader(
         dataset, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate, generator=generator
