@@ -1,0 +1,22 @@
+"""Server settings from the environment (`BERT4REC_MODEL`, `BERT4REC_TEXT_COLD_START`, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """What `bert4rec serve` and `create_app()` use when not told otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="BERT4REC_", extra="ignore")
+
+    model: Path | None = Field(default=None, description="Model folder written by `bert4rec train`.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    text_cold_start: bool = Field(
+        default=False,
+        description="Load MiniLM and item text vectors so item_to_item accepts item_text for unknown items.",
+    )
