@@ -341,6 +341,9 @@ def serve(
             help="Load MiniLM so item_to_item accepts item_text for unknown items (needs the serve extra).",
         ),
     ] = None,
+    torch_threads: Annotated[
+        int | None, typer.Option(min=1, help="Intra-op torch threads (default 1: best per-request latency).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
@@ -352,6 +355,11 @@ def serve(
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
     settings = ServeSettings()
+    threads = torch_threads or settings.torch_threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         application = create_app(model, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:

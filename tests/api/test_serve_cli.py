@@ -12,12 +12,26 @@ from bert4rec.cli import app
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()  # serve sets the process-wide thread count
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def uvicorn_calls(monkeypatch):
+    import torch
     import uvicorn
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: calls.append((application, kw)))
+    monkeypatch.setattr(
+        uvicorn,
+        "run",
+        lambda application, **kw: calls.append((application, {**kw, "threads": torch.get_num_threads()})),
+    )
     return calls
 
 
@@ -30,16 +44,17 @@ def test_serve_builds_the_app_and_runs_uvicorn(tiny_artifact, uvicorn_calls):
     assert result.exit_code == 0, result.output
     ((application, kwargs),) = uvicorn_calls
     assert isinstance(application, FastAPI)
-    assert kwargs == {"host": "0.0.0.0", "port": 9123, "log_level": "info"}
+    assert kwargs == {"host": "0.0.0.0", "port": 9123, "log_level": "info", "threads": 1}
     assert application.state.recommender.vocab.n_items == 60
 
 
 def test_serve_reads_the_model_from_the_environment(tiny_artifact, uvicorn_calls, monkeypatch):
     monkeypatch.setenv("BERT4REC_MODEL", str(tiny_artifact))
     monkeypatch.setenv("BERT4REC_PORT", "8111")
-    result = runner.invoke(app, ["serve"])
+    result = runner.invoke(app, ["serve", "--torch-threads", "2"])
     assert result.exit_code == 0, result.output
-    assert uvicorn_calls[0][1]["port"] == 8111 and uvicorn_calls[0][1]["host"] == "127.0.0.1"
+    kwargs = uvicorn_calls[0][1]
+    assert (kwargs["port"], kwargs["host"], kwargs["threads"]) == (8111, "127.0.0.1", 2)
 
 
 def test_serve_without_a_model_says_what_to_do(uvicorn_calls, monkeypatch):

@@ -16,6 +16,13 @@ class ServeSettings(BaseSettings):
     model: Path | None = Field(default=None, description="Model folder written by `bert4rec train`.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    torch_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description="Intra-op threads per request (None = torch's default). One request is a batch of one: "
+        "extra threads only add synchronisation (tens of ms on a busy CPU); concurrency comes from "
+        "serving requests in parallel.",
+    )
     text_cold_start: bool = Field(
         default=False,
         description="Load MiniLM and item text vectors so item_to_item accepts item_text for unknown items.",
