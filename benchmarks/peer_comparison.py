@@ -518,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = parse_overrides(args.sets)
     if args.data_dir:
         overrides.setdefault("data", {})["data_dir"] = str(args.data_dir)
+    if args.equal_time:
+        # how our pipeline expresses a budget (SequenceModule may fit its lr schedule to it)
+        overrides.setdefault("train", {})["max_minutes"] = args.equal_time
     if args.epochs is not None or not args.equal_time:
         overrides.setdefault("train", {})["epochs"] = args.epochs or DEFAULT_EPOCHS
     cfg = build_config(args.preset, overrides)
