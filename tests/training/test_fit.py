@@ -72,3 +72,20 @@ def test_bert4rec_learns_the_sequential_structure(tmp_path):
     pop_ndcg = Evaluator(prepared.split, cfg.eval).evaluate_ndcg10(pop, which="val")
     assert result.best_val_ndcg10 > 2 * pop_ndcg + 0.05, (result.best_val_ndcg10, pop_ndcg)
     assert np.isfinite(result.train_seconds)
+
+
+def test_time_budget_shortens_the_lr_schedule_to_what_fits(tiny_prepared):
+    cfg = tiny_config()
+    model = BERT4Rec(cfg.model, tiny_prepared.split.n_items)
+    module = SequenceModule(model, TrainConfig(max_minutes=1.0, epochs=100), total_steps=10_000)
+    module.fit_schedule_to_time_budget(50, steps_done=50, elapsed=10.0)  # 5 steps/s, 60 s budget
+    assert module.total_steps == 300
+    module.fit_schedule_to_time_budget(
+        1000, steps_done=1000, elapsed=1.0
+    )  # faster than planned: keep the plan
+    assert module.total_steps == 10_000
+    module.fit_schedule_to_time_budget(150, steps_done=50, elapsed=10.0)  # resumed after 100 steps
+    assert module.total_steps == 400
+    no_budget = SequenceModule(model, TrainConfig(epochs=100), total_steps=10_000)
+    no_budget.fit_schedule_to_time_budget(50, steps_done=50, elapsed=10.0)
+    assert no_budget.total_steps == 10_000

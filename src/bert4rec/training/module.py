@@ -33,6 +33,7 @@ class SequenceModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.model, self.cfg, self.total_steps, self.validate = model, cfg, max(total_steps, 1), validate
+        self._planned_steps = self.total_steps
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
@@ -57,12 +58,27 @@ class SequenceModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._fit_start = time.perf_counter()
+        self._start_step = self.global_step  # > 0 after a resume
 
     def on_train_epoch_end(self) -> None:
-        self.log("elapsed_s", time.perf_counter() - self._fit_start)
+        elapsed = time.perf_counter() - self._fit_start
+        self.log("elapsed_s", elapsed)
+        self.fit_schedule_to_time_budget(self.global_step, self.global_step - self._start_step, elapsed)
         # runs before the monitoring callbacks (EarlyStopping, ModelCheckpoint) of this epoch
         if self.validate is not None:
             self.log(VAL_METRIC, self.validate(self.model), prog_bar=True, sync_dist=True)
+
+    def fit_schedule_to_time_budget(self, global_step: int, steps_done: int, elapsed: float) -> None:
+        """With a wall-clock budget (train.max_minutes) the run stops long before `epochs` would end,
+        so the cosine decay would never happen: after each epoch, shrink the schedule's length to
+        the number of steps expected to fit in the budget at the speed measured so far.
+        `steps_done` steps were trained in `elapsed` seconds by this run (of `global_step` in all)."""
+        if not self.cfg.max_minutes or steps_done <= 0 or elapsed <= 0:
+            return
+        # validation time is part of an epoch's cost, so it is included in the measured rate
+        # (steps before a resume) + (steps this run can do in the budget at the measured rate)
+        steps_in_budget = global_step - steps_done + int(steps_done * self.cfg.max_minutes * 60 / elapsed)
+        self.total_steps = max(1, min(self._planned_steps, steps_in_budget))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         decay, no_decay = [], []
@@ -81,6 +97,7 @@ class SequenceModule(L.LightningModule):
         def lr_lambda(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
+            # reads self.total_steps at every step: a time budget may shorten it during training
             progress = (step - warmup) / max(1, self.total_steps - warmup)
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # cosine to 10%
 
