@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bert4rec.config import build_config, parse_overrides
+from bert4rec.config import build_config, deep_merge, parse_overrides
 from bert4rec.evaluation.results import write_records
 from bert4rec.pipeline import prepare, train_and_evaluate
 
@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--set", dest="sets", action="append", default=[], help="config override section.field=value"
     )
+    p.add_argument(
+        "--model-set",
+        dest="model_sets",
+        action="append",
+        default=[],
+        help="override for one model only, model:section.field=value (e.g. bert4rec:train.lr=0.004)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -46,9 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare(cfg)
     print(f"prepared {cfg.data.dataset} in {prepared.seconds:.2f} s: {prepared.stats}")
     name = args.name or cfg.data.dataset
+    per_model: dict[str, list[str]] = {}
+    for item in args.model_sets:
+        model, sep, setting = item.partition(":")
+        if not sep:
+            p.error(f"--model-set {item!r}: expected model:section.field=value")
+        per_model.setdefault(model.strip(), []).append(setting)
     records = []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        run = train_and_evaluate(model, cfg, prepared, args.out / name, progress=False)
+        model_cfg = cfg
+        if model in per_model:
+            model_cfg = build_config(args.preset, deep_merge(overrides, parse_overrides(per_model[model])))
+        run = train_and_evaluate(model, model_cfg, prepared, args.out / name, progress=False)
         rec = run.record
         rec["prepare_seconds"] = round(prepared.seconds, 3)
         if rec.get("epochs"):
@@ -56,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             from bert4rec.training.fit import make_train_loader
 
             n_windows = len(
-                make_train_loader(prepared.split, cfg.model_copy(update={"model_type": model})).dataset
+                make_train_loader(prepared.split, model_cfg.model_copy(update={"model_type": model})).dataset
             )
             rec["train_sequences_per_second"] = round(
                 n_windows * rec["epochs"] / max(rec["train_seconds"], 1e-9), 1
