@@ -45,6 +45,10 @@ class DataConfig(_Strict):
     separator: str | None = Field(
         default=None, description="CSV separator; guessed from the extension if None."
     )
+    column_names: list[str] | None = Field(
+        default=None,
+        description="Names for the columns of a header-less text file (its first line is data).",
+    )
     min_rating: float | None = Field(default=None, description="Keep interactions with rating >= this.")
     min_user_interactions: int = Field(default=5, ge=1)
     min_item_interactions: int = Field(default=5, ge=1)
@@ -184,6 +188,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"duplicates": "keep"},
         "model": {"max_len": 100, "hidden_size": 64, "num_layers": 2, "num_heads": 2},
         "train": {"mask_prob": 0.4, "batch_size": 256},
+    },
+    # BERT4Rec's preprocessed Amazon Beauty: `user item` lines in time order, no header or timestamps
+    "beauty": {
+        "data": {
+            "dataset": "file",
+            "column_names": ["user_id", "item_id"],
+            "separator": " ",
+            "time_col": None,
+            "min_user_interactions": 5,
+            "min_item_interactions": 1,  # the paper keeps all 54,542 items
+        },
+        "model": {"max_len": 50, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.3},
+        "train": {"mask_prob": 0.6, "batch_size": 256, "last_item_mask_prob": 0.2, "lr": 1e-3},
     },
     "demo": {  # generated data, trains in seconds
         "data": {"dataset": "generated"},

@@ -434,3 +434,16 @@ def test_unreadable_parquet(tmp_path):
 def test_data_dir_that_does_not_exist(tmp_path):
     with pytest.raises(DataError, match=r"data_dir .*nowhere is not an existing folder"):
         load_raw(DataConfig(dataset="ml-1m", data_dir=tmp_path / "nowhere"))
+
+
+def test_headerless_file_with_column_names_keeps_the_first_line(tmp_path):
+    path = tmp_path / "beauty.txt.gz"
+    lines = "\n".join(f"{u} {i}" for u in (1, 2) for i in (3, 1, 2, 5, 4)) + "\n"
+    path.write_bytes(gzip.compress(lines.encode()))
+    cfg = DataConfig(
+        dataset="file", path=path, column_names=["user_id", "item_id"], separator=" ", time_col=None
+    )
+    raw = load_raw(cfg)
+    assert raw.frame.height == 10  # the first line is data, not a header
+    assert raw.frame["item_id"].to_list()[:5] == [3, 1, 2, 5, 4]
+    assert raw.frame["timestamp"].to_list() == list(range(10))  # file order is the time order

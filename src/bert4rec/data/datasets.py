@@ -329,8 +329,11 @@ def _guess_separator(path: Path, separator: str | None) -> str | None:
     return guessed
 
 
-def _read_table(path: Path, separator: str | None, role: str) -> pl.DataFrame:
-    """Read a CSV/TSV (optionally .gz) or Parquet file whole, with clear errors."""
+def _read_table(
+    path: Path, separator: str | None, role: str, column_names: list[str] | None = None
+) -> pl.DataFrame:
+    """Read a CSV/TSV (optionally .gz) or Parquet file whole, with clear errors. With `column_names`
+    a text file has no header line and its columns get these names."""
     if not path.exists():
         raise DataError(f"{role} file not found: {path}")
     if not path.is_file():
@@ -341,12 +344,19 @@ def _read_table(path: Path, separator: str | None, role: str) -> pl.DataFrame:
             frame = pl.read_parquet(path)
         else:
             source = io.BytesIO(_read_bytes(path)) if path.suffix == ".gz" else path
+            has_header = column_names is None
             try:
-                frame = pl.read_csv(source, separator=sep, infer_schema_length=10_000)
+                frame = pl.read_csv(
+                    source, separator=sep, infer_schema_length=10_000, has_header=has_header,
+                    new_columns=column_names,
+                )  # fmt: skip
             except pl.exceptions.ComputeError:  # a type guessed from the first rows fails later on
                 if isinstance(source, io.BytesIO):
                     source.seek(0)
-                frame = pl.read_csv(source, separator=sep, infer_schema_length=None)
+                frame = pl.read_csv(
+                    source, separator=sep, infer_schema_length=None, has_header=has_header,
+                    new_columns=column_names,
+                )  # fmt: skip
     except pl.exceptions.NoDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as err:
@@ -386,7 +396,7 @@ def _parse_time(frame: pl.DataFrame) -> pl.DataFrame:
 def _load_file(cfg: DataConfig) -> RawData:
     assert cfg.path is not None  # DataConfig enforces it for dataset='file'
     path = Path(cfg.path).expanduser()
-    raw = _read_table(path, cfg.separator, "interactions (data.path)")
+    raw = _read_table(path, cfg.separator, "interactions (data.path)", cfg.column_names)
     wanted = {cfg.user_col: "data.user_col", cfg.item_col: "data.item_col"}
     if cfg.time_col is not None:
         wanted[cfg.time_col] = "data.time_col"
