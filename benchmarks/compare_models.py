@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         records.append(rec)
     _, table = write_records(records, RESULTS, name)
+    curves = {r["model"]: r["history"] for r in records if r.get("history")}
+    if curves:
+        from plots import time_to_quality_png
+
+        png = RESULTS / f"{name}_curves.png"
+        time_to_quality_png(curves, f"{name}: validation NDCG@10 vs training time", png)
+        print(f"time-to-quality curves: {png}")
     print(table.read_text())
     return 0
 

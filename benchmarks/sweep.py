@@ -35,13 +35,10 @@ def _parse_param(text: str) -> tuple[str, list[str]]:
 
 
 def _plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from plots import _pyplot, plot_curves, save_figure
 
     params = list(dict.fromkeys(r["param"] for r in rows))
-    fig, axes = plt.subplots(2, len(params), figsize=(5 * len(params), 7.5), squeeze=False)
+    fig, axes = _pyplot().subplots(2, len(params), figsize=(5 * len(params), 7.5), squeeze=False)
     for col, param in enumerate(params):
         sub = [r for r in rows if r["param"] == param]
         ax = axes[0][col]
@@ -49,23 +46,9 @@ def _plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
         ax.set_title(f"{param}: best validation NDCG@10")
         ax.set_xlabel(param)
         ax.set_ylabel("NDCG@10 (full ranking)")
-        ax = axes[1][col]
-        for r in sub:
-            curve = [h for h in r["history"] if h.get("val_ndcg@10") is not None]
-            ax.plot(
-                [h["elapsed_s"] / 60 for h in curve], [h["val_ndcg@10"] for h in curve], marker="o",
-                label=f"{param.split('.')[-1]}={r['value']}",
-            )  # fmt: skip
-        ax.set_xlabel("training wall-clock minutes")
-        ax.set_ylabel("validation NDCG@10")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        plot_curves(axes[1][col], {f"{param.split('.')[-1]}={r['value']}": r["history"] for r in sub})
     fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
