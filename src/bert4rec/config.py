@@ -93,6 +93,10 @@ class ModelConfig(_Strict):
         return self
 
 
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+TrackerName = Literal["csv", "mlflow", "wandb"]
+
+
 class TrainConfig(_Strict):
     """Optimisation and the Cloze (masked item) objective."""
 
@@ -123,8 +127,17 @@ class TrainConfig(_Strict):
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")
     num_threads: int | None = Field(default=None, ge=1)
     accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
+    devices: int | str = Field(default=1, description="Processes (CPU) or GPUs per node, as in Lightning.")
+    strategy: str = Field(default="auto", description="Lightning strategy: auto, ddp, ddp_spawn, ...")
+    num_nodes: int = Field(default=1, ge=1, description="Machines (torchrun / SLURM); see the README.")
+    precision: Precision = Field(
+        default="32-true", description="Lightning precision; bf16-mixed on recent GPUs trains faster."
+    )
+    logger: TrackerName = Field(
+        default="csv",
+        description="Experiment tracker beside the CSV logs: csv (only), mlflow (sqlite in the run "
+        "folder) or wandb (offline).",
+    )
 
     @model_validator(mode="after")
     def _replacement_probs(self) -> TrainConfig:
