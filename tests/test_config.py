@@ -16,7 +16,10 @@ def test_defaults_round_trip_through_json(tmp_path):
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_validates(preset):
-    assert isinstance(build_config(preset), ExperimentConfig)
+    # presets for a file format (e.g. beauty) need the file's path
+    needs_path = PRESETS[preset].get("data", {}).get("dataset") == "file"
+    overrides = {"data": {"path": "interactions.txt"}} if needs_path else None
+    assert isinstance(build_config(preset, overrides), ExperimentConfig)
 
 
 def test_unknown_preset_names_the_choices():
@@ -76,3 +79,20 @@ def test_load_config_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(bad)
+
+
+def test_per_model_overrides_apply_only_to_that_model():
+    cfg = build_config("ml-1m", {"per_model": {"sasrec": {"model": {"dropout": 0.3}}}})
+    assert cfg.for_model("sasrec").model.dropout == 0.3
+    assert cfg.for_model("sasrec").model_type == "sasrec"
+    assert cfg.for_model("bert4rec").model.dropout == 0.1
+    # the ml-1m preset's own per-model learning rate survives a per_model override of another model
+    assert cfg.for_model("bert4rec").train.lr == pytest.approx(4e-3)
+    assert cfg.for_model("sasrec").train.lr == pytest.approx(1e-3)
+
+
+def test_invalid_per_model_override_names_the_field():
+    with pytest.raises(ConfigError, match="num_heads"):
+        build_config(None, {"per_model": {"bert4rec": {"model": {"num_heads": "many"}}}})
+    with pytest.raises(ConfigError, match="per_model"):
+        build_config(None, {"per_model": {"gpt": {}}})

@@ -14,7 +14,7 @@ from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
 from bert4rec.data.sequences import SequenceSplit, build_split
 from bert4rec.evaluation.evaluator import Evaluator
-from bert4rec.evaluation.results import make_record, run_metadata, write_records
+from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.base import Scorer
 from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
@@ -44,6 +44,15 @@ class ModelRun:
     train_seconds: float
     record: dict[str, Any] = field(default_factory=dict)
     artifact: Path | None = None
+    # False in the other processes of a DDP run: they train, then leave results and files to rank 0
+    is_global_zero: bool = True
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0 (always, without DDP): the one that writes results."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def prepare(cfg: ExperimentConfig) -> Prepared:
@@ -68,19 +77,37 @@ def train_and_evaluate(
     progress: bool = True,
     save_artifact: bool = True,
 ) -> ModelRun:
-    """Fit one model on the training part, evaluate it on the test split, optionally save a bundle."""
-    from bert4rec.training.fit import fit_transformer  # heavy import (Lightning) only when training
+    """Fit one model on the training part, evaluate it on the test split, optionally save a bundle.
+
+    The config, per-epoch metrics and the evaluation also go to `cfg.train.logger`'s tracker (a
+    run named after the model, under `run_dir`). Under DDP only global rank 0 evaluates, writes and
+    tracks; the other processes return a run with `is_global_zero=False` and an empty record.
+    """
+    # heavy imports (Lightning) only when training
+    from bert4rec.training.fit import fit_transformer
+    from bert4rec.training.tracking import log_evaluation, log_params, make_tracker
 
     if model_type not in ALL_MODELS:
         raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(ALL_MODELS)}")
-    cfg = cfg.model_copy(update={"model_type": model_type})
+    cfg = cfg.for_model(model_type)  # type: ignore[arg-type]  # checked against ALL_MODELS above
     split = prepared.split
     run_dir = Path(run_dir)
     extra: dict[str, Any] = {}
     model = None
+    primary = is_global_zero()
+    if model_type not in TRANSFORMER_TYPES and not primary:
+        return ModelRun(model_type, BASELINES[model_type](), 0.0, is_global_zero=False)
+    tracker = make_tracker(cfg.train.logger, run_dir, model_type) if primary else None
+    ids = {"seed": cfg.train.seed, "data_fingerprint": split.fingerprint}
     if model_type in TRANSFORMER_TYPES:
-        fit = fit_transformer(split, cfg, run_dir / model_type, resume=resume, progress=progress)
+        log_params(tracker, cfg.model_dump(mode="json"), ids)
+        loggers = [tracker] if tracker is not None else []
+        fit = fit_transformer(
+            split, cfg, run_dir / model_type, resume=resume, progress=progress, loggers=loggers
+        )
         model = fit.model
+        if not fit.is_global_zero:
+            return ModelRun(model_type, TransformerScorer(model), fit.train_seconds, is_global_zero=False)
         scorer: Scorer = TransformerScorer(model, name=model_type)
         train_seconds = fit.train_seconds
         extra = {
@@ -102,6 +129,7 @@ def train_and_evaluate(
             "eval": cfg.eval.model_dump(mode="json"),
             "baseline": baseline.get_config(),
         }
+        log_params(tracker, config, ids)
     start = time.perf_counter()
     metrics = Evaluator(split, cfg.eval).evaluate(scorer, which="test")
     extra["eval_seconds"] = round(time.perf_counter() - start, 3)
@@ -109,6 +137,7 @@ def train_and_evaluate(
     record = make_record(
         model_type, dataset_name(cfg), metrics, round(train_seconds, 2), config, run=meta, **extra
     )
+    log_evaluation(tracker, record, markdown_table([record]))
     run = ModelRun(model_type, scorer, train_seconds, record)
     if save_artifact and model is not None:
         run.artifact = save_bundle(
@@ -134,10 +163,15 @@ def compare(
     progress: bool = True,
     results_name: str = "results",
 ) -> tuple[list[ModelRun], Path]:
-    """Train and evaluate several models on the same split; write one JSON per model and a markdown table."""
+    """Train and evaluate several models on the same split; write one JSON per model and a markdown table.
+
+    Under DDP only global rank 0 writes; the other processes return the path rank 0 writes to.
+    """
     prepared = prepared or prepare(cfg)
     runs = [
         train_and_evaluate(m, cfg, prepared, out_dir, resume=resume, progress=progress) for m in model_types
     ]
+    if not all(r.is_global_zero for r in runs):
+        return runs, Path(out_dir) / "results" / f"{results_name}.md"
     _, table = write_records([r.record for r in runs], Path(out_dir) / "results", results_name)
     return runs, table
