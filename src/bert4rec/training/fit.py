@@ -1,4 +1,10 @@
-"""Train BERT4Rec / SASRec with PyTorch Lightning: checkpoints, early stopping, CSV logs, resume."""
+"""Train BERT4Rec / SASRec with PyTorch Lightning: checkpoints, early stopping, CSV logs, resume.
+
+Scale-out is Lightning's: `train.devices`, `train.strategy` (ddp, ddp_spawn), `train.num_nodes` and
+`train.precision` go to the Trainer. Under DDP each process trains on its share of the length
+buckets (`ShardedBatchSampler`), validation users are split between the processes and their NDCG
+sums all-reduced, and only global rank 0 writes checkpoints and logs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -15,8 +22,9 @@ import lightning as L
 import numpy as np
 import polars as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from bert4rec.config import ExperimentConfig
@@ -28,6 +36,7 @@ from bert4rec.data.masking import (
     WindowDataset,
 )
 from bert4rec.data.sequences import SequenceSplit
+from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models import build_transformer
@@ -45,6 +54,7 @@ class FitResult:
     best_val_ndcg10: float | None
     history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: epoch, elapsed_s, val_ndcg@10
     best_checkpoint: str | None = None
+    is_global_zero: bool = True  # False in the other DDP processes, which must not write results
 
 
 def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader:
@@ -79,11 +89,69 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
     )
 
 
+def shard_train_loader(loader: DataLoader, num_replicas: int) -> DataLoader:
+    """The loader with its length buckets split between `num_replicas` DDP processes (see
+    `ShardedBatchSampler`); a loader without a custom batch sampler is returned unchanged (Lightning
+    gives it a DistributedSampler)."""
+    if num_replicas <= 1 or not isinstance(loader.batch_sampler, LengthBucketSampler):
+        return loader
+    log.info(
+        "length buckets sharded over %d processes: each trains on every %d-th batch "
+        "(global batch = %d x train.batch_size)",
+        num_replicas,
+        num_replicas,
+        num_replicas,
+    )
+    sampler = ShardedBatchSampler(loader.batch_sampler, num_replicas)
+    return DataLoader(loader.dataset, batch_sampler=sampler, collate_fn=loader.collate_fn)
+
+
 def validation_users(split: SequenceSplit, limit: int | None, seed: int) -> np.ndarray:
     users = split.users("val")
     if limit is not None and limit < len(users):
         users = np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))
     return users
+
+
+class ValidationNDCG:
+    """Validation NDCG@10 (full ranking) of a model over fixed users; a class, not a closure, so that
+    ddp_spawn can pickle it. Under DDP each process scores every world_size-th user and the sums
+    are all-reduced: the value equals the single-process one and no user is scored twice."""
+
+    def __init__(self, evaluator: Evaluator, users: np.ndarray) -> None:
+        self.evaluator, self.users = evaluator, users
+
+    def __call__(self, model: SequenceTransformer) -> float:
+        rank, world = distributed_rank()
+        if world == 1:
+            return self.evaluator.evaluate_ndcg10(TransformerScorer(model), which="val", users=self.users)
+        import torch.distributed as dist
+
+        shard = self.users[rank::world]
+        total = (
+            self.evaluator.evaluate_ndcg10(TransformerScorer(model), which="val", users=shard) * len(shard)
+            if len(shard)
+            else 0.0
+        )
+        # on the model's device: NCCL reduces GPU tensors only
+        sums = torch.tensor([total, len(shard)], dtype=torch.float64, device=next(model.parameters()).device)
+        dist.all_reduce(sums)
+        return float(sums[0] / sums[1])
+
+
+class _MaskingStreamPerRank(Callback):
+    """Under DDP every process builds the same Cloze collator; give the others their own random
+    stream (rank 0 keeps the seed's, so one process trains exactly as without DDP)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        generator = getattr(getattr(trainer.train_dataloader, "collate_fn", None), "generator", None)
+        if trainer.global_rank > 0 and isinstance(generator, torch.Generator):
+            generator.manual_seed(
+                int(np.random.SeedSequence([self.seed, trainer.global_rank]).generate_state(1)[0])
+            )
 
 
 def fit_transformer(
@@ -92,12 +160,14 @@ def fit_transformer(
     run_dir: Path,
     resume: bool = False,
     progress: bool = True,
+    loggers: Sequence[Logger] = (),
 ) -> FitResult:
     """Train `cfg.model_type` on `split.train`, early-stopping on validation NDCG@10 (full ranking).
 
-    Checkpoints go to `run_dir/checkpoints` (best and last); metrics per epoch to `run_dir/logs`.
-    With `resume=True` training continues from `checkpoints/last.ckpt` if it exists. The returned
-    model holds the best validation weights.
+    Checkpoints go to `run_dir/checkpoints` (best and last); metrics per epoch to `run_dir/logs`
+    (CSV, always) and to any extra `loggers` (experiment trackers). With `resume=True` training
+    continues from `checkpoints/last.ckpt` if it exists. The returned model holds the best
+    validation weights. Under DDP the other processes get `is_global_zero=False` and no weights.
     """
     tc = cfg.train
     if tc.num_threads:
@@ -105,13 +175,9 @@ def fit_transformer(
     L.seed_everything(tc.seed, workers=True, verbose=False)
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users)
     loader = make_train_loader(split, cfg)
-    evaluator = Evaluator(split, cfg.eval)
-    val_users = validation_users(split, tc.limit_val_users, tc.seed)
-
-    def validate(m: SequenceTransformer) -> float:
-        return evaluator.evaluate_ndcg10(TransformerScorer(m), which="val", users=val_users)
-
-    module = SequenceModule(model, tc, total_steps=tc.epochs * len(loader), validate=validate)
+    validate = ValidationNDCG(
+        Evaluator(split, cfg.eval), validation_users(split, tc.limit_val_users, tc.seed)
+    )
     ckpt_dir = Path(run_dir) / "checkpoints"
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -130,18 +196,23 @@ def fit_transformer(
         callbacks.append(Timer(duration=timedelta(minutes=tc.max_minutes), interval="step"))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
+    callbacks.append(_MaskingStreamPerRank(tc.seed))
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None
     if resume and ckpt_path is None:
         log.info("no checkpoint at %s; starting from scratch", last)
-    logger = CSVLogger(str(run_dir), name="logs", version=_log_version(Path(run_dir) / "logs", ckpt_path))
+    csv_logger = CSVLogger(str(run_dir), name="logs", version=_log_version(Path(run_dir) / "logs", ckpt_path))
     trainer = L.Trainer(
         max_epochs=tc.epochs,
         accelerator=tc.accelerator,
         devices=tc.devices,
+        num_nodes=tc.num_nodes,
         strategy=tc.strategy,
+        precision=tc.precision,
+        # a length-bucket batch sampler shards itself (shard_train_loader); Lightning cannot
+        use_distributed_sampler=not tc.bucket_by_length,
         gradient_clip_val=tc.grad_clip,
-        logger=logger,
+        logger=[csv_logger, *loggers],
         callbacks=callbacks,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -150,22 +221,36 @@ def fit_transformer(
         log_every_n_steps=max(1, min(50, len(loader))),
         default_root_dir=str(run_dir),
     )
+    world = trainer.num_nodes * trainer.num_devices  # trainer.world_size is only set inside fit
+    loader = shard_train_loader(loader, world)
+    # steps per process and epoch: a sharded loader has its share; a DistributedSampler splits later
+    steps = (
+        len(loader)
+        if isinstance(loader.batch_sampler, ShardedBatchSampler)
+        else math.ceil(len(loader) / world)
+    )
+    module = SequenceModule(model, tc, total_steps=tc.epochs * steps, validate=validate)
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return FitResult(model.cpu().eval(), train_seconds, trainer.current_epoch, None, is_global_zero=False)
 
     best_path = checkpoint.best_model_path
     if best_path and Path(best_path).exists():
         # our own checkpoint, written by this process; it holds Lightning's loop state objects
         state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    history = read_history(Path(run_dir) / "logs")
+    # after ddp_spawn this (main) process did not run the loop: epochs and best score come from the logs
     best = checkpoint.best_model_score
+    best_val = float(best) if best is not None else max((r[VAL_METRIC] for r in history), default=None)
     return FitResult(
         model=model.cpu().eval(),
         train_seconds=train_seconds,
-        epochs=trainer.current_epoch,
-        best_val_ndcg10=float(best) if best is not None else None,
-        history=read_history(Path(run_dir) / "logs"),
+        epochs=max(trainer.current_epoch, int(history[-1]["epoch"]) + 1 if history else 0),
+        best_val_ndcg10=best_val,
+        history=history,
         best_checkpoint=best_path or None,
     )
 
@@ -176,6 +261,8 @@ def _log_version(logs_dir: Path, ckpt_path: str | None) -> str:
     epochs trained before the interrupt). A fresh run clears the logs of earlier resumed runs."""
     resumed = sorted(logs_dir.glob("resume-*"), key=lambda p: int(p.name.split("-")[1]))
     if ckpt_path is None:
+        if getattr(rank_zero_only, "rank", 0) != 0:  # the other DDP processes write no logs
+            return ""
         for folder in resumed:
             shutil.rmtree(folder)
         return ""
