@@ -1,6 +1,8 @@
-"""Models: the shared Transformer backbone (BERT4Rec, SASRec) and simple baselines."""
+"""Models: the shared Transformer backbone (BERT4Rec, SASRec), content fusion and simple baselines."""
 
 from __future__ import annotations
+
+import torch
 
 from bert4rec.config import ModelConfig
 from bert4rec.models.bert4rec import BERT4Rec
@@ -11,14 +13,15 @@ TRANSFORMERS: dict[str, type[SequenceTransformer]] = {"bert4rec": BERT4Rec, "sas
 
 
 def build_transformer(
-    model_type: str, cfg: ModelConfig, n_items: int, n_users: int = 0
+    model_type: str, cfg: ModelConfig, n_items: int, n_users: int = 0, content: torch.Tensor | None = None
 ) -> SequenceTransformer:
-    """BERT4Rec or SASRec by name."""
+    """BERT4Rec or SASRec by name. `content`: (n_items + 2, cfg.content_dim) item text vectors for a
+    model with `cfg.content_fusion` (None leaves them zero, e.g. before loading saved weights)."""
     if model_type not in TRANSFORMERS:
         raise ValueError(
             f"not a transformer model type: {model_type!r} (expected one of {sorted(TRANSFORMERS)})"
         )
-    return TRANSFORMERS[model_type](cfg, n_items, n_users)
+    return TRANSFORMERS[model_type](cfg, n_items, n_users, content=content)
 
 
 __all__ = ["BERT4Rec", "SASRec", "SequenceTransformer", "TRANSFORMERS", "build_transformer"]

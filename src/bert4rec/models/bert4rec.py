@@ -7,10 +7,14 @@ and at inference a [MASK] is appended after the history and its hidden state is 
 
 from __future__ import annotations
 
+import torch
+
 from bert4rec.config import ModelConfig
 from bert4rec.models.transformer import SequenceTransformer
 
 
 class BERT4Rec(SequenceTransformer):
-    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0) -> None:
-        super().__init__(cfg, n_items, n_users, causal=False)
+    def __init__(
+        self, cfg: ModelConfig, n_items: int, n_users: int = 0, content: torch.Tensor | None = None
+    ) -> None:
+        super().__init__(cfg, n_items, n_users, causal=False, content=content)

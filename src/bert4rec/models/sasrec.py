@@ -7,10 +7,14 @@ stronger setting. At inference the last real item's hidden state is scored.
 
 from __future__ import annotations
 
+import torch
+
 from bert4rec.config import ModelConfig
 from bert4rec.models.transformer import SequenceTransformer
 
 
 class SASRec(SequenceTransformer):
-    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0) -> None:
-        super().__init__(cfg, n_items, n_users, causal=True)
+    def __init__(
+        self, cfg: ModelConfig, n_items: int, n_users: int = 0, content: torch.Tensor | None = None
+    ) -> None:
+        super().__init__(cfg, n_items, n_users, causal=True, content=content)

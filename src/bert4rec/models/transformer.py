@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bert4rec.config import ModelConfig
+from bert4rec.models.content import ContentFusion
 
 
 class SelfAttention(nn.Module):
@@ -68,9 +69,19 @@ class SequenceTransformer(nn.Module):
     """Item + position embeddings -> Transformer blocks -> scores over all items.
 
     `causal=False` gives BERT4Rec's bidirectional encoder, `causal=True` SASRec's left-to-right one.
+    With `cfg.content_fusion` every item vector (input embedding and, when tied, output vector) is
+    the ID embedding plus a learned projection of the item's fixed text vector (`content`, shape
+    (n_items + 2, cfg.content_dim), computed outside the model); see `bert4rec.models.content`.
     """
 
-    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int = 0, causal: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        n_items: int,
+        n_users: int = 0,
+        causal: bool = False,
+        content: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.cfg, self.n_items, self.causal = cfg, n_items, causal
         D = cfg.hidden_size
@@ -85,6 +96,15 @@ class SequenceTransformer(nn.Module):
         self.head = None if cfg.tie_weights else nn.Linear(D, n_items + 1, bias=False)
         self.head_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.apply(self._init_weights)
+        # built after the rest is initialised, so a fused model draws every shared parameter exactly
+        # like the ID-only model with the same seed; None adds no state (ID-only checkpoints load)
+        self.content = ContentFusion(n_items + 2, cfg.content_dim, D) if cfg.content_fusion else None
+        if self.content is not None:
+            self.content.apply(self._init_weights)
+        if content is not None:
+            if self.content is None:
+                raise ValueError("content vectors were given but model.content_fusion is off")
+            self.content.set_vectors(content)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -113,7 +133,10 @@ class SequenceTransformer(nn.Module):
         if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds max_len {self.cfg.max_len}")
         pos = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=seq.device)
-        x = self.item_emb(seq) + self.pos_emb(pos)[None]
+        x = self.item_emb(seq)  # (B, L, D)
+        if self.content is not None:
+            x = x + self.content(seq)
+        x = x + self.pos_emb(pos)[None]
         if self.user_emb is not None and users is not None:
             x = x + self.user_emb(users.clamp(min=0))[:, None, :]
         x = self.drop(self.emb_norm(x))
@@ -123,8 +146,14 @@ class SequenceTransformer(nn.Module):
         return self.ln_f(x)
 
     def item_weights(self) -> torch.Tensor:
-        """(n_items + 1, D) output item vectors (tied: the input embeddings without the MASK row)."""
-        return self.item_emb.weight[: self.n_items + 1] if self.head is None else self.head.weight
+        """(n_items + 1, D) output item vectors (tied: the input item vectors without the MASK row,
+        including the text part when fused; an untied head has no text part)."""
+        if self.head is not None:
+            return self.head.weight
+        weights = self.item_emb.weight[: self.n_items + 1]
+        if self.content is not None:
+            weights = weights + self.content.rows(self.n_items + 1)
+        return weights
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., n_items + 1)."""
@@ -149,6 +178,27 @@ class SequenceTransformer(nn.Module):
     def predict(self, seq: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) -> (B, n_items + 1) scores from the last position's hidden state."""
         return self.forward(seq, users=users)[0]
+
+    @torch.no_grad()
+    def reset_items(self, item_idx: torch.Tensor) -> None:
+        """Treat items as if added after training (cold-start evaluation): their ID vectors (input,
+        and output when untied) become zero and their output bias the mean bias of the other items.
+
+        A fused model then scores them from their text alone; an ID-only model scores them all alike.
+        Needed because items without training interactions still sit in the training softmax as
+        negatives, which pushes their ID vectors and biases down (Adam does so at full learning rate).
+        """
+        idx = torch.as_tensor(item_idx, dtype=torch.int64, device=self.head_bias.device).reshape(-1)
+        if len(idx) and (int(idx.min()) < 1 or int(idx.max()) > self.n_items):
+            raise ValueError(f"item indices must be in 1..{self.n_items}")
+        others = torch.ones(self.n_items + 1, dtype=torch.bool, device=idx.device)
+        others[0] = False
+        others[idx] = False
+        self.item_emb.weight[idx] = 0.0
+        if self.head is not None:
+            self.head.weight[idx] = 0.0
+        if others.any():
+            self.head_bias[idx] = self.head_bias[others].mean()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
