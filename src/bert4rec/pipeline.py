@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bert4rec.artifacts import save_bundle
 from bert4rec.config import ExperimentConfig
@@ -18,6 +18,11 @@ from bert4rec.evaluation.results import make_record, markdown_table, run_metadat
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.base import Scorer
 from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
+
+if TYPE_CHECKING:
+    import torch
+
+    from bert4rec.inference.content import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,28 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     return Prepared(interactions, split, time.perf_counter() - start)
 
 
+def content_vectors(prepared: Prepared, encoder: TextEncoder | None = None) -> torch.Tensor:
+    """(n_items + 2, D) item text vectors for `model.content_fusion`: each item's title + metadata
+    embedded with all-MiniLM-L6-v2 (or `encoder`); PAD, MASK and items without metadata are zero.
+    Raises DataError when the data has no item metadata."""
+    from bert4rec.errors import DataError
+    from bert4rec.inference.content import MiniLMEncoder, item_text_vectors
+
+    data = prepared.interactions
+    if data.items is None:
+        raise DataError(
+            f"{data.source}: model.content_fusion needs item titles or metadata, and this data has none; "
+            "give an item file (data.items_path, data.metadata_cols, data.display_col) or set "
+            "model.content_fusion=false"
+        )
+    start = time.perf_counter()
+    vectors = item_text_vectors(
+        data.items, prepared.split.vocab, data.display_col, encoder or MiniLMEncoder()
+    )
+    log.info("embedded %d item texts in %.1f s", prepared.split.n_items, time.perf_counter() - start)
+    return vectors
+
+
 def dataset_name(cfg: ExperimentConfig) -> str:
     return cfg.data.path.stem if cfg.data.dataset == "file" and cfg.data.path else cfg.data.dataset
 
@@ -76,8 +103,12 @@ def train_and_evaluate(
     resume: bool = False,
     progress: bool = True,
     save_artifact: bool = True,
+    content: torch.Tensor | None = None,
 ) -> ModelRun:
     """Fit one model on the training part, evaluate it on the test split, optionally save a bundle.
+
+    A Transformer with `model.content_fusion` uses `content` as its item text vectors, by default
+    `content_vectors(prepared)` (MiniLM); they are saved inside the bundle's weights.
 
     The config, per-epoch metrics and the evaluation also go to `cfg.train.logger`'s tracker (a
     run named after the model, under `run_dir`). Under DDP only global rank 0 evaluates, writes and
@@ -102,8 +133,16 @@ def train_and_evaluate(
     if model_type in TRANSFORMER_TYPES:
         log_params(tracker, cfg.model_dump(mode="json"), ids)
         loggers = [tracker] if tracker is not None else []
+        if cfg.model.content_fusion and content is None:
+            content = content_vectors(prepared)
         fit = fit_transformer(
-            split, cfg, run_dir / model_type, resume=resume, progress=progress, loggers=loggers
+            split,
+            cfg,
+            run_dir / model_type,
+            resume=resume,
+            progress=progress,
+            loggers=loggers,
+            content=content if cfg.model.content_fusion else None,
         )
         model = fit.model
         if not fit.is_global_zero:

