@@ -42,6 +42,26 @@ SetOpt = Annotated[
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, model, results).")]
+LoggerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--logger",
+        help="Experiment tracker beside the CSV logs: csv | mlflow (sqlite in --out) | wandb (offline).",
+    ),
+]
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option("--devices", help="Processes (CPU) or GPUs per node for Lightning, e.g. 2 (train.devices)."),
+]
+StrategyOpt = Annotated[
+    str | None, typer.Option("--strategy", help="Lightning strategy, e.g. ddp (train.strategy).")
+]
+
+
+def _train_sets(logger: str | None, devices: str | None, strategy: str | None) -> list[str]:
+    """The tracking / scale-out flags as `--set` overrides (they win over --set)."""
+    pairs = {"logger": logger, "devices": devices, "strategy": strategy}
+    return [f"train.{key}={value}" for key, value in pairs.items() if value is not None]
 
 
 def _config(
@@ -167,6 +187,9 @@ def train(
     out: OutOpt = Path("runs/latest"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 2,
+    logger: LoggerOpt = None,
+    devices: DevicesOpt = None,
+    strategy: StrategyOpt = None,
     progress: bool = True,
     verbose: bool = False,
 ) -> None:
@@ -182,6 +205,9 @@ def train(
         out=out,
         resume=resume,
         examples=examples,
+        logger=logger,
+        devices=devices,
+        strategy=strategy,
         progress=progress,
         verbose=verbose,
     )
@@ -201,21 +227,32 @@ def compare(
     out: OutOpt = Path("runs/compare"),
     resume: bool = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 1,
+    logger: LoggerOpt = None,
+    devices: DevicesOpt = None,
+    strategy: StrategyOpt = None,
     progress: bool = True,
     verbose: bool = False,
 ) -> None:
-    """Train and evaluate several models on the same split and print one table."""
+    """Train and evaluate several models on the same split and print one table.
+
+    With `--devices N --strategy ddp` Lightning starts N - 1 more processes running this command;
+    only global rank 0 prints, evaluates and writes results.
+    """
     _setup_logging(verbose)
     from bert4rec.evaluation.results import write_records
-    from bert4rec.pipeline import ALL_MODELS, train_and_evaluate
+    from bert4rec.pipeline import ALL_MODELS, is_global_zero, train_and_evaluate
     from bert4rec.pipeline import prepare as prepare_data
+
+    console.quiet = not is_global_zero()  # the other DDP processes run this command too
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in names if m not in ALL_MODELS]
     if unknown or not names:
         _fail(Bert4RecError(f"unknown model(s) {unknown or names}; choose from {', '.join(ALL_MODELS)}"))
     try:
-        cfg = _config(preset, dataset, data_dir, path, config, set_)
+        cfg = _config(
+            preset, dataset, data_dir, path, config, [*(set_ or []), *_train_sets(logger, devices, strategy)]
+        )
         prepared = prepare_data(cfg)
         console.print(_stats_table(prepared.stats, prepared.seconds))
         runs = []
@@ -226,12 +263,20 @@ def compare(
             console.print(f"{name}: trained and evaluated in {time.perf_counter() - start:.1f} s")
     except Bert4RecError as err:
         _fail(err)
+    if not all(r.is_global_zero for r in runs):
+        return
     records = [r.record for r in runs]
     _, table_path = write_records(records, out / "results", "results")
     console.print(_metrics_table(records))
     console.print(
         f"results: {table_path} (JSON per model beside it); data fingerprint {prepared.split.fingerprint}"
     )
+    if cfg.train.logger == "mlflow":
+        from bert4rec.training.tracking import mlflow_uri
+
+        console.print(f"MLflow runs: mlflow ui --backend-store-uri {mlflow_uri(out)}")
+    elif cfg.train.logger == "wandb":
+        console.print(f"wandb offline runs in {out / 'wandb'} (upload later with `wandb sync`)")
     for run in runs:
         if run.artifact is not None:
             console.print(f"saved {run.model_type} model to {run.artifact}")
