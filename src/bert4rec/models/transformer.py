@@ -186,7 +186,8 @@ class SequenceTransformer(nn.Module):
 
         A fused model then scores them from their text alone; an ID-only model scores them all alike.
         Needed because items without training interactions still sit in the training softmax as
-        negatives, which pushes their ID vectors and biases down (Adam does so at full learning rate).
+        never-positive items, which pushes their scores down, text part included (see the cold-start
+        oracle in tests/models/test_content_fusion.py).
         """
         idx = torch.as_tensor(item_idx, dtype=torch.int64, device=self.head_bias.device).reshape(-1)
         if len(idx) and (int(idx.min()) < 1 or int(idx.max()) > self.n_items):
