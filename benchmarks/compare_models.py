@@ -11,16 +11,24 @@ fingerprint) and `benchmarks/results/<name>.md` (the table).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from bert4rec.config import build_config, deep_merge, parse_overrides
-from bert4rec.evaluation.results import write_records
+from bert4rec.evaluation.results import markdown_table, write_records
 from bert4rec.pipeline import prepare, train_and_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _all_records(name: str) -> list[dict[str, Any]]:
+    order = {m: i for i, m in enumerate(["bert4rec", "sasrec", "popularity", "item_knn", "mf"])}
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{name}_*.json"))]
+    records = [r for r in records if r.get("dataset") and isinstance(r.get("metrics"), dict)]
+    return sorted(records, key=lambda r: order.get(r["model"], len(order)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             f"train {rec['train_seconds']:.0f}s"
         )
         records.append(rec)
-    _, table = write_records(records, RESULTS, name)
+    write_records(records, RESULTS, name)
+    # the table and curves cover every model of this benchmark name, also those of earlier runs
+    # (e.g. one model re-run with other settings): their records are in RESULTS/<name>_<model>.json
+    records = _all_records(name)
+    table = RESULTS / f"{name}.md"
+    table.write_text(markdown_table(records))
     curves = {r["model"]: r["history"] for r in records if r.get("history")}
     if curves:
         from plots import time_to_quality_png
