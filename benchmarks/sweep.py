@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir:
         overrides.setdefault("data", {})["data_dir"] = str(args.data_dir)
     overrides = deep_merge(overrides, {"train": {"max_minutes": args.minutes}})
-    base = build_config(args.preset, overrides).model_copy(update={"model_type": args.model})
+    base = build_config(args.preset, overrides).for_model(args.model)
     prepared = prepare(base)
     name = args.name or f"{base.data.dataset}_{args.model}"
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         key, values = _parse_param(text)
         for value in values:
             cfg = build_config(args.preset, deep_merge(overrides, parse_overrides([f"{key}={value}"])))
-            cfg = cfg.model_copy(update={"model_type": args.model})
+            cfg = cfg.for_model(args.model)
             with tempfile.TemporaryDirectory() as run_dir:
                 fit = fit_transformer(prepared.split, cfg, Path(run_dir), progress=False)
             row = {
