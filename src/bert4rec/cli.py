@@ -372,6 +372,31 @@ def recommend(
 
 
 @app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by train or compare (--out).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file to write (default RUN_DIR/report.html).")
+    ] = None,
+    benchmarks: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with sweep_*.md/.png (sequence length, mask ratio) to include, if present."
+        ),
+    ] = Path("benchmarks/results"),
+    users: Annotated[int, typer.Option(min=0, help="Example users to show.")] = 3,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="Recommendations per example.")] = 10,
+) -> None:
+    """Write a self-contained HTML report: metrics, curves, long tail, sweeps and example users."""
+    from bert4rec.report import write_report
+
+    try:
+        path = write_report(run_dir, out, benchmarks, n_users=users, k=k)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"report: {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
+
+
+@app.command()
 def serve(
     model: Annotated[
         Path | None,
