@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from bert4rec import __version__
 from bert4rec.api.errors import add_exception_handlers
-from bert4rec.api.routes import health, items, recommend
+from bert4rec.api.routes import demo, health, items, recommend, users
 from bert4rec.api.settings import ServeSettings
 from bert4rec.errors import ConfigError
 from bert4rec.inference.recommender import Recommender
@@ -51,4 +51,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(items.router)
     app.include_router(recommend.router)
+    app.include_router(users.router)
+    app.include_router(demo.router)
     return app

@@ -145,6 +145,20 @@ class ItemResponse(BaseModel):
     metadata: dict[str, Any]
 
 
+class ItemSearchResponse(BaseModel):
+    query: str
+    items: list[ItemResponse] = Field(
+        description="Matches: exact id first, then titles starting with the query, then the others "
+        "containing it, each group by training popularity; an empty query lists popular items."
+    )
+
+
+class UserResponse(BaseModel):
+    user_id: int | str
+    history_length: int = Field(description="Items the user interacted with (train, validation and test).")
+    items: list[ItemResponse] = Field(description="The most recent items of the history, oldest first.")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     model_type: str

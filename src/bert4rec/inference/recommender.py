@@ -69,6 +69,13 @@ class Recommender:
         self.filter = MetadataFilter(bundle.items, self.vocab)
         # built eagerly: a lazy cache would race between the API's worker threads
         self.item_index = ExactIndex(bundle.model.item_weights())
+        # for search_items: lower-case titles and ids, position i = item index i + 1
+        col = bundle.display_col
+        titles = [
+            str(self._meta.get(i, {}).get(col) or "") if col else "" for i in range(1, self.vocab.n_items + 1)
+        ]
+        self._search_titles = np.array([t.lower() for t in titles], dtype=str)
+        self._search_ids = np.array([str(i).lower() for i in self.vocab.item_ids], dtype=str)
         self.content: ContentIndex | None = None
 
     @classmethod
@@ -122,6 +129,41 @@ class Recommender:
         col = self.bundle.display_col
         value = self._meta.get(self.vocab.item_idx(item_id), {}).get(col) if col else None
         return None if value is None else str(value)
+
+    def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Trained items whose title or id contains `query` (case-insensitive), for pickers: the item
+        with exactly that id first, then titles starting with it, then the others, each group by
+        training popularity. An empty query lists the most popular items.
+        Returns `[{"item_id", "title", "metadata"}]` (metadata without the title column)."""
+        if limit < 1:
+            raise QueryError(f"limit must be a positive integer, got {limit!r}")
+        q = query.strip().lower()
+        pop = self.bundle.popularity[1:]
+        if q:
+            tier = np.full(len(pop), 3, dtype=np.int64)
+            tier[np.char.find(self._search_ids, q) >= 0] = 2
+            tier[np.char.find(self._search_titles, q) >= 0] = 2
+            tier[np.char.startswith(self._search_titles, q)] = 1
+            tier[self._search_ids == q] = 0
+        else:
+            tier = np.zeros(len(pop), dtype=np.int64)
+        order = np.lexsort((np.arange(len(pop)), -pop, tier))  # by tier, then popularity, then index
+        order = order[tier[order] < 3][:limit]
+        return [self._item_payload(int(i) + 1) for i in order]
+
+    def item_summary(self, item_id: Any) -> dict[str, Any]:
+        """`{"item_id", "title", "metadata"}` of a trained item (metadata without the title column).
+        Raises UnknownIdError."""
+        return self._item_payload(self.vocab.item_idx(item_id))
+
+    def _item_payload(self, idx: int) -> dict[str, Any]:
+        meta = dict(self._meta.get(idx, {}))
+        title = meta.pop(self.bundle.display_col, None) if self.bundle.display_col else None
+        return {
+            "item_id": self.vocab.item_ids[idx - 1],
+            "title": None if title is None else str(title),
+            "metadata": meta,
+        }
 
     # ------------------------------------------------------------------ text cold start
     def enable_content(self, encoder: TextEncoder | None = None, cache: Path | bool = True) -> ContentIndex:

@@ -1,0 +1,40 @@
+"""GET /demo: a one-page web demo over this API (static HTML with inline JS and CSS, nothing from a CDN);
+GET / redirects to it. The page calls /health, /items?query=, /users/{id} and POST /recommend."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from bert4rec.api.deps import RecommenderDep
+
+router = APIRouter(tags=["demo"])
+PLACEHOLDER = "/*BOOTSTRAP*/null"
+SAMPLE_USERS = 12
+
+
+@lru_cache(maxsize=1)
+def demo_template() -> str:
+    """The page's HTML as shipped in the package (bert4rec/api/static/demo.html)."""
+    return resources.files("bert4rec.api").joinpath("static/demo.html").read_text(encoding="utf-8")
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """The demo page is the API's front page."""
+    return RedirectResponse("/demo")
+
+
+@router.get("/demo", include_in_schema=False)
+def demo(rec: RecommenderDep) -> HTMLResponse:
+    """The demo page, with a few user ids of the served model to pick from."""
+    users = rec.vocab.user_ids
+    step = max(1, len(users) // SAMPLE_USERS)
+    data = {"sample_users": [u if isinstance(u, int) else str(u) for u in users[::step][:SAMPLE_USERS]]}
+    # "</" inside a <script> would end it early; JSON allows "<\/"
+    payload = json.dumps(data).replace("</", "<\\/")
+    return HTMLResponse(demo_template().replace(PLACEHOLDER, payload, 1))
