@@ -88,9 +88,20 @@ def test_bucket_loader_is_sharded_and_a_plain_one_left_to_lightning(tiny_prepare
     assert shard_train_loader(plain, 2) is plain  # Lightning injects its DistributedSampler
 
 
-def test_mixed_precision_setting_reaches_lightning(tmp_path, tiny_prepared):
+def test_mixed_precision_setting_reaches_lightning(tmp_path, tiny_prepared, monkeypatch):
     """bf16-mixed is meant for GPUs; CPU autocast supports it too, which keeps this test device-free."""
+    from bert4rec.training.module import SequenceModule
+
+    seen = []
+    step = SequenceModule.training_step
+
+    def recording_step(self, batch, batch_idx):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SequenceModule, "training_step", recording_step)
     cfg = tiny_config(epochs=1, precision="bf16-mixed", accelerator="cpu")
     result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+    assert seen and all(seen)  # every training step ran under bf16 autocast
     assert result.history and math.isfinite(result.history[0]["train_loss_epoch"])
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay fp32
