@@ -125,3 +125,15 @@ def test_length_buckets_cover_every_window_once_and_cut_padding():
     sampler.set_epoch(0)
     assert list(sampler) == batches
     assert list(sampler) != batches
+
+
+def test_bert_collator_pickles_with_its_random_stream():
+    """Spawned processes (ddp_spawn, DataLoader workers) receive the collator pickled."""
+    import pickle
+
+    collator = BertCollator(ClozeConfig(50, mask_prob=0.5), seed=3)
+    batch = [(0, np.arange(1, 21)), (1, np.arange(5, 15))]
+    collator(batch)  # advance the stream
+    copy = pickle.loads(pickle.dumps(collator))
+    a, b = collator(batch), copy(batch)
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])

@@ -166,6 +166,15 @@ class BertCollator:
         self.cfg = cfg
         self.generator = torch.Generator().manual_seed(seed)
 
+    # a torch.Generator cannot be pickled; its state can (DataLoader workers, ddp_spawn processes)
+    def __getstate__(self) -> dict[str, object]:
+        return {"cfg": self.cfg, "generator_state": self.generator.get_state()}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.cfg = state["cfg"]  # type: ignore[assignment]
+        self.generator = torch.Generator()
+        self.generator.set_state(state["generator_state"])  # type: ignore[arg-type]
+
     def __call__(self, batch: Sequence[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
         users = torch.tensor([u for u, _ in batch], dtype=torch.int64)
         seq = left_pad([s for _, s in batch])
