@@ -129,6 +129,19 @@ class TrainConfig(_Strict):
         default=True,
         description="Batch windows of similar length so short histories are not padded to max_len.",
     )
+    # loss over the catalog (validation and inference always rank all items)
+    loss: Literal["full", "sampled"] = Field(
+        default="full",
+        description="full: softmax over all items; sampled: softmax over the target and "
+        "n_negatives_train shared sampled items with logQ correction, for large catalogs.",
+    )
+    n_negatives_train: int = Field(
+        default=1024, ge=1, description="Negatives drawn per training batch when loss='sampled'."
+    )
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        default="popularity",
+        description="Where the sampled loss draws negatives from: training popularity or uniform.",
+    )
     patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
     max_minutes: float | None = Field(default=None, gt=0.0, description="Wall-clock training budget.")
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")

@@ -15,6 +15,7 @@ from torch import nn
 
 from bert4rec.config import ModelConfig
 from bert4rec.models.content import ContentFusion
+from bert4rec.models.sampled_softmax import SampledNegatives, sampled_softmax_logits, sampled_softmax_loss
 
 
 class SelfAttention(nn.Module):
@@ -159,20 +160,48 @@ class SequenceTransformer(nn.Module):
         """(..., D) -> (..., n_items + 1)."""
         return hidden @ self.item_weights().T + self.head_bias
 
+    def item_vectors(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """(...,) item indices -> (..., D): the rows `item_weights()[item_idx]` without building all
+        n_items + 1 of them (which the sampled loss would otherwise pay for at every step)."""
+        if self.head is not None:
+            return self.head.weight[item_idx]
+        vectors = self.item_emb(item_idx)
+        if self.content is not None:
+            vectors = vectors + self.content(item_idx)
+        return vectors
+
     def forward(
-        self, seq: torch.Tensor, labels: torch.Tensor | None = None, users: torch.Tensor | None = None
+        self,
+        seq: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        users: torch.Tensor | None = None,
+        negatives: SampledNegatives | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Training: `labels` (B, L) holds the item to predict at each position (0 = no target); only
         those positions are scored, which skips most of the (B, L, n_items) output.
         Returns (logits (N, n_items + 1) for the labelled positions, mean cross-entropy loss).
+        With `negatives` (K shared sampled items, see `bert4rec.models.sampled_softmax`) the loss is
+        the logQ-corrected sampled softmax instead and the logits are (N, 1 + K), target first.
         Without labels returns (scores of the last position (B, n_items + 1), None)."""
         hidden = self.encode(seq, users)  # (B, L, D)
         if labels is None:
             return self.logits(hidden[:, -1]), None
         selected = labels > 0
+        if negatives is not None:
+            return self._sampled(hidden[selected], labels[selected], negatives)
         logits = self.logits(hidden[selected])  # (N, n_items + 1)
         loss = F.cross_entropy(logits, labels[selected])
         return logits, loss
+
+    def _sampled(
+        self, hidden: torch.Tensor, targets: torch.Tensor, negatives: SampledNegatives
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) hidden states of the labelled positions, (N,) targets -> ((N, 1 + K) logits, loss)."""
+        target_logits = (hidden * self.item_vectors(targets)).sum(-1) + self.head_bias[targets]  # (N,)
+        # one (N, D) x (D, K) matmul: the negatives are shared by every position of the batch
+        negative_logits = hidden @ self.item_vectors(negatives.items).T + self.head_bias[negatives.items]
+        logits = sampled_softmax_logits(target_logits, negative_logits, targets, negatives)
+        return logits, sampled_softmax_loss(logits)
 
     @torch.no_grad()
     def predict(self, seq: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,6 +41,7 @@ from bert4rec.errors import ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models import build_transformer
+from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.training.module import VAL_METRIC, SequenceModule
 
@@ -88,6 +89,16 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
     return DataLoader(
         dataset, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate, generator=generator
     )
+
+
+def make_negative_sampler(split: SequenceSplit, cfg: ExperimentConfig) -> NegativeSampler | None:
+    """The per-batch negative sampler for train.loss='sampled' (None for the full softmax): proposal
+    probabilities from the training interaction counts (or uniform over all items)."""
+    tc = cfg.train
+    if tc.loss != "sampled":
+        return None
+    counts = torch.from_numpy(split.item_popularity())  # (n_items + 1,), PAD = 0
+    return NegativeSampler.from_counts(counts, tc.n_negatives_train, tc.negative_sampling, seed=tc.seed)
 
 
 def shard_train_loader(loader: DataLoader, num_replicas: int) -> DataLoader:
@@ -238,7 +249,9 @@ def fit_transformer(
         if isinstance(loader.batch_sampler, ShardedBatchSampler)
         else math.ceil(len(loader) / world)
     )
-    module = SequenceModule(model, tc, total_steps=tc.epochs * steps, validate=validate)
+    module = SequenceModule(
+        model, tc, total_steps=tc.epochs * steps, validate=validate, sampler=make_negative_sampler(split, cfg)
+    )
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - start

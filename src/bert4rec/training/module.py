@@ -11,6 +11,7 @@ import torch
 
 from bert4rec.config import TrainConfig
 from bert4rec.errors import TrainingDivergedError
+from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 
 VAL_METRIC = "val_ndcg@10"
@@ -21,7 +22,8 @@ class SequenceModule(L.LightningModule):
 
     Validation is one full-ranking NDCG@10 over the validation users, computed at the end of each
     training epoch by `validate` (the shared Evaluator) and logged as `val_ndcg@10`, which early
-    stopping and checkpointing monitor.
+    stopping and checkpointing monitor. With a `sampler` (train.loss='sampled') each training batch
+    draws its shared negatives from it and trains with the sampled softmax; without, full softmax.
     """
 
     def __init__(
@@ -30,14 +32,17 @@ class SequenceModule(L.LightningModule):
         cfg: TrainConfig,
         total_steps: int,
         validate: Callable[[SequenceTransformer], float] | None = None,
+        sampler: NegativeSampler | None = None,
     ) -> None:
         super().__init__()
         self.model, self.cfg, self.total_steps, self.validate = model, cfg, max(total_steps, 1), validate
+        self.sampler = sampler
         self._planned_steps = self.total_steps
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
-        _, loss = self.model(batch["input_ids"], batch["labels"], users)
+        negatives = self.sampler.sample(self.device) if self.sampler is not None else None
+        _, loss = self.model(batch["input_ids"], batch["labels"], users, negatives=negatives)
         assert loss is not None
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
@@ -57,6 +62,8 @@ class SequenceModule(L.LightningModule):
         return loss
 
     def on_train_start(self) -> None:
+        if self.sampler is not None and self.global_rank > 0:  # DDP: each process its own negatives
+            self.sampler.reseed(self.cfg.seed + 1_000_003 * self.global_rank)
         self._fit_start = time.perf_counter()
         self._start_step = self.global_step  # > 0 after a resume
 
