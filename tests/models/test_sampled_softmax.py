@@ -85,10 +85,11 @@ def test_logq_correction_by_hand():
 
 
 def test_many_uniform_negatives_approximate_the_full_softmax():
-    """With K = 20 x n_items uniform negatives the corrected sum over negatives is an importance
-    estimate of the sum over all items; with logits spread over several units the sampled loss is
-    within 2% of the full softmax loss over items 1..n_items (the full loss also has a PAD column,
-    which the sampler never draws, so it is left out of the reference)."""
+    """With K = 100 x n_items uniform negatives the corrected sum over negatives is an importance
+    estimate of the sum over all items, so with logits spread over several units the sampled loss is
+    within 3% of the full softmax loss over items 1..n_items (over 50 sampler seeds: relative error
+    mean +0.06%, std 0.7%, max 1.6%; with K = 20 x n_items the std was 1.7%, max 4.4%). The full
+    loss also has a PAD column, which the sampler never draws, so it is left out of the reference."""
     n_items = 50
     model = SASRec(CFG, n_items=n_items).eval()
     with torch.no_grad():
@@ -100,11 +101,11 @@ def test_many_uniform_negatives_approximate_the_full_softmax():
         reference = F.cross_entropy(full[:, 1:], targets - 1)
         assert full[:, 1:].std() > 1.0
         sampler = NegativeSampler.from_counts(
-            torch.ones(n_items + 1), n_negatives=20 * n_items, distribution="uniform", seed=3
+            torch.ones(n_items + 1), n_negatives=100 * n_items, distribution="uniform", seed=3
         )
         _, loss = model(seq, labels, negatives=sampler.sample())
     assert loss is not None
-    assert loss.item() == pytest.approx(reference.item(), rel=0.02)
+    assert loss.item() == pytest.approx(reference.item(), rel=0.03)
 
 
 def test_sampler_is_deterministic_and_pickles_with_its_stream():
