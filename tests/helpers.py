@@ -26,3 +26,17 @@ def tiny_config(**train: object) -> ExperimentConfig:
             "train": {"epochs": 2, "batch_size": 32, "num_threads": 1, **train},
         },
     )
+
+
+def next_item_rule_batch(seq, causal: bool, mask_idx: int):  # type: ignore[no-untyped-def]
+    """(inputs, labels) teaching "predict the last item": SASRec shifts by one, BERT4Rec masks the
+    last position (as at inference)."""
+    import torch
+
+    if causal:
+        return seq[:, :-1], seq[:, 1:]
+    inp = seq.clone()
+    inp[:, -1] = mask_idx
+    labels = torch.zeros_like(seq)
+    labels[:, -1] = seq[:, -1]
+    return inp, labels

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import next_item_rule_batch
 
 from bert4rec.config import ModelConfig
 from bert4rec.models import BERT4Rec, SASRec, build_transformer
@@ -68,13 +69,7 @@ def test_model_learns_a_deterministic_next_item_rule():
         starts = torch.randint(1, 10, (64,))
         seq = starts[:, None] + torch.arange(6)[None]  # (64, 6) items 1..15
         for _ in range(150):
-            if model.causal:
-                inp, labels = seq[:, :-1], seq[:, 1:]
-            else:
-                inp = seq.clone()
-                inp[:, -1] = 21  # [MASK]
-                labels = torch.zeros_like(seq)
-                labels[:, -1] = seq[:, -1]
+            inp, labels = next_item_rule_batch(seq, model.causal, mask_idx=21)
             _, loss = model(inp, labels)
             opt.zero_grad()
             loss.backward()
