@@ -414,6 +414,13 @@ def serve(
     torch_threads: Annotated[
         int | None, typer.Option(min=1, help="Intra-op torch threads (default 1: best per-request latency).")
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch (eager) or onnx: an ONNX Runtime export made at start-up, faster per request "
+            "(needs the onnx extra; see benchmarks/results/onnx_vs_eager.md).",
+        ),
+    ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
@@ -431,7 +438,16 @@ def serve(
 
         torch.set_num_threads(threads)
     try:
-        application = create_app(model, text_cold_start=text_cold_start, settings=settings)
+        served: Any = model
+        if backend != "torch":  # create_app loads the eager Recommender itself
+            from bert4rec.errors import ConfigError
+            from bert4rec.inference.recommender import Recommender
+
+            path = model or settings.model
+            if path is None:
+                raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
+            served = Recommender.load(path, backend=backend, threads=threads or 1)
+        application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
     uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level=log_level)

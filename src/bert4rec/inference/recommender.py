@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from bert4rec.artifacts import Bundle, load_bundle
-from bert4rec.errors import ContentUnavailableError, QueryError, UnknownIdError
+from bert4rec.errors import ConfigError, ContentUnavailableError, QueryError, UnknownIdError
 from bert4rec.inference.content import CONTENT_FILE, ContentIndex, TextEncoder, item_texts
 from bert4rec.inference.filters import FilterValue, MetadataFilter
 from bert4rec.inference.index import ExactIndex
+from bert4rec.inference.onnx_backend import OnnxScorer
 from bert4rec.inference.scoring import TransformerScorer
 
 # how a list was produced: the sequence model on a history, global popularity (unknown user / empty
@@ -55,10 +56,19 @@ class RecommendationList:
 class Recommender:
     """Ranks items for known users, ad-hoc sessions, similar items and (optionally) free text."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, backend: str = "torch", threads: int = 1) -> None:
+        """`backend="onnx"` scores with an in-memory ONNX Runtime export (`threads` intra-op threads;
+        needs the onnx extra); the default "torch" runs the model eagerly."""
         self.bundle = bundle
         self.vocab = bundle.vocab
-        self.scorer = TransformerScorer(bundle.model, name=bundle.config.model_type)
+        self.backend = backend
+        self.scorer: TransformerScorer | OnnxScorer
+        if backend == "torch":
+            self.scorer = TransformerScorer(bundle.model, name=bundle.config.model_type)
+        elif backend == "onnx":
+            self.scorer = OnnxScorer(bundle.model, name=bundle.config.model_type, threads=threads)
+        else:
+            raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         self.max_len = bundle.config.model.max_len
         self._meta: dict[int, dict[str, Any]] = {}
         if bundle.items is not None:
@@ -79,9 +89,9 @@ class Recommender:
         self.content: ContentIndex | None = None
 
     @classmethod
-    def load(cls, path: Path | str) -> Recommender:
+    def load(cls, path: Path | str, backend: str = "torch", threads: int = 1) -> Recommender:
         """Load a model bundle folder (validated; raises ArtifactError with the reason)."""
-        return cls(load_bundle(Path(path)))
+        return cls(load_bundle(Path(path)), backend=backend, threads=threads)
 
     # ------------------------------------------------------------------ model facts
     @property
