@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bert4rec.config import ExperimentConfig, build_config, deep_merge, parse_overrides
+from bert4rec.config import ExperimentConfig, build_config, option_overrides
 from bert4rec.data.cold_start import choose_cold_items, cold_users, hold_out_items
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.evaluation.evaluator import Evaluator
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    overrides: dict[str, Any] = parse_overrides(args.sets)
-    if args.data_dir:
-        overrides.setdefault("data", {})["data_dir"] = str(args.data_dir)
-    if args.minutes:
-        overrides = deep_merge(overrides, {"train": {"max_minutes": args.minutes}})
+    overrides = option_overrides(args.sets, args.data_dir, args.minutes)
     base = build_config(args.preset, overrides).for_model(args.model)
     configs = {
         variant: base.model_copy(

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bert4rec.config import build_config, deep_merge, parse_overrides
+from bert4rec.config import build_config, deep_merge, option_overrides, parse_overrides
 from bert4rec.evaluation.results import markdown_table, write_records
 from bert4rec.pipeline import prepare, train_and_evaluate
 
@@ -52,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    overrides: dict[str, Any] = parse_overrides(args.sets)
-    if args.data_dir:
-        overrides.setdefault("data", {})["data_dir"] = str(args.data_dir)
-    if args.minutes:
-        overrides.setdefault("train", {})["max_minutes"] = args.minutes
+    overrides = option_overrides(args.sets, args.data_dir, args.minutes)
     cfg = build_config(args.preset, overrides)
     prepared = prepare(cfg)
     print(f"prepared {cfg.data.dataset} in {prepared.seconds:.2f} s: {prepared.stats}")

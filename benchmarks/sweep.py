@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bert4rec.config import build_config, deep_merge, parse_overrides
+from bert4rec.config import build_config, deep_merge, option_overrides, parse_overrides
 from bert4rec.evaluation.results import run_metadata
 from bert4rec.pipeline import prepare
 from bert4rec.training.fit import fit_transformer
@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    overrides: dict[str, Any] = parse_overrides(args.sets)
-    if args.data_dir:
-        overrides.setdefault("data", {})["data_dir"] = str(args.data_dir)
-    overrides = deep_merge(overrides, {"train": {"max_minutes": args.minutes}})
+    overrides = option_overrides(args.sets, args.data_dir, args.minutes)
     base = build_config(args.preset, overrides).for_model(args.model)
     prepared = prepare(base)
     name = args.name or f"{base.data.dataset}_{args.model}"

@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from bert4rec.config import PRESETS, ExperimentConfig, ModelConfig, build_config, load_config, parse_overrides
+from bert4rec.config import (
+    PRESETS,
+    ExperimentConfig,
+    ModelConfig,
+    build_config,
+    load_config,
+    option_overrides,
+    parse_overrides,
+)
 from bert4rec.errors import ConfigError
 
 
@@ -96,3 +104,9 @@ def test_invalid_per_model_override_names_the_field():
         build_config(None, {"per_model": {"bert4rec": {"model": {"num_heads": "many"}}}})
     with pytest.raises(ConfigError, match="per_model"):
         build_config(None, {"per_model": {"gpt": {}}})
+
+
+def test_option_overrides_combine_sets_data_dir_and_budget():
+    out = option_overrides(["train.epochs=3"], data_dir="/data", max_minutes=2.5)
+    assert out == {"train": {"epochs": 3, "max_minutes": 2.5}, "data": {"data_dir": "/data"}}
+    assert option_overrides([]) == {}

@@ -301,6 +301,19 @@ def build_config(preset: str | None = None, overrides: dict[str, Any] | None = N
         raise ConfigError(_format_validation_error(err)) from None
 
 
+def option_overrides(
+    sets: list[str], data_dir: str | Path | None = None, max_minutes: float | None = None
+) -> dict[str, Any]:
+    """Overrides from command-line style options: `section.field=value` pairs, a data folder and a
+    training time budget (the options every CLI command and benchmark script shares)."""
+    overrides = parse_overrides(sets)
+    if data_dir is not None:
+        overrides = deep_merge(overrides, {"data": {"data_dir": str(data_dir)}})
+    if max_minutes:
+        overrides = deep_merge(overrides, {"train": {"max_minutes": max_minutes}})
+    return overrides
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """Turn CLI `section.field=value` strings into a nested dict (values parsed as JSON when possible)."""
     out: dict[str, Any] = {}
