@@ -40,3 +40,14 @@ def next_item_rule_batch(seq, causal: bool, mask_idx: int):  # type: ignore[no-u
     labels = torch.zeros_like(seq)
     labels[:, -1] = seq[:, -1]
     return inp, labels
+
+
+def assert_predicts_next_item(model, mask_idx: int) -> None:  # type: ignore[no-untyped-def]
+    """After learning "item i is followed by i + 1", the history 4..8 must be followed by 9."""
+    import torch
+
+    model.eval()
+    probe = torch.tensor([[4, 5, 6, 7, 8]])
+    if not model.causal:
+        probe = torch.cat([probe, torch.tensor([[mask_idx]])], dim=1)
+    assert model.predict(probe).argmax().item() == 9, type(model).__name__

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import next_item_rule_batch
+from helpers import assert_predicts_next_item, next_item_rule_batch
 
 from bert4rec.config import ModelConfig
 from bert4rec.models import BERT4Rec, SASRec
@@ -136,8 +136,4 @@ def test_model_learns_a_deterministic_next_item_rule_with_sampled_loss():
             opt.zero_grad()
             loss.backward()
             opt.step()
-        model.eval()
-        probe = torch.tensor([[4, 5, 6, 7, 8]])
-        if not model.causal:
-            probe = torch.cat([probe, torch.tensor([[21]])], dim=1)
-        assert model.predict(probe).argmax().item() == 9, type(model).__name__
+        assert_predicts_next_item(model, mask_idx=21)
