@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bert4rec.config import build_config, deep_merge, option_overrides, parse_overrides
-from bert4rec.evaluation.results import markdown_table, write_records
+from bert4rec.evaluation.results import atomic_write_text, markdown_table, write_records
 from bert4rec.pipeline import prepare, train_and_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     # (e.g. one model re-run with other settings): their records are in RESULTS/<name>_<model>.json
     records = _all_records(name)
     table = RESULTS / f"{name}.md"
-    table.write_text(markdown_table(records))
+    atomic_write_text(table, markdown_table(records))
     curves = {r["model"]: r["history"] for r in records if r.get("history")}
     if curves:
         from plots import time_to_quality_png

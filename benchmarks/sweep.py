@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bert4rec.config import build_config, deep_merge, option_overrides, parse_overrides
-from bert4rec.evaluation.results import run_metadata
+from bert4rec.evaluation.results import atomic_write_text, run_metadata
 from bert4rec.pipeline import prepare
 from bert4rec.training.fit import fit_transformer
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": meta,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"sweep_{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(RESULTS / f"sweep_{name}.json", json.dumps(out, indent=2) + "\n")
     lines = [
         f"{args.model} on {base.data.dataset}: one hyperparameter at a time, {args.minutes:g} min of "
         f"training each ({base.train.num_threads or 'default'} CPU threads), best validation NDCG@10 "
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['train_seconds']} |"
         for r in rows
     ]
-    (RESULTS / f"sweep_{name}.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / f"sweep_{name}.md", "\n".join(lines) + "\n")
     _plot(
         rows,
         f"{args.model} on {base.data.dataset} ({args.minutes:g} min per value)",

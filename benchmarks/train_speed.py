@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from bert4rec.config import ExperimentConfig, build_config, parse_overrides
-from bert4rec.evaluation.results import run_metadata
+from bert4rec.evaluation.results import atomic_write_text, run_metadata
 from bert4rec.models import build_transformer
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import prepare
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": meta,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(RESULTS / "train_speed.json", json.dumps(out, indent=2) + "\n")
     header = "| variant | ms/step | sequences/s | speed-up vs paper | avg padded length | threads |"
     lines = [
         f"Training step on {base.data.dataset} (batch {base.train.batch_size}, max_len {max_len}, "
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['avg_padded_len']} | {r['threads']} |"
         for r in rows
     ]
-    (RESULTS / "train_speed.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / "train_speed.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

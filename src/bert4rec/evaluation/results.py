@@ -108,7 +108,8 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same folder and a rename: never half-written."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -167,7 +168,7 @@ def write_records(records: list[dict[str, Any]], out_dir: Path, name: str) -> tu
             f"records share a model name ({[r['model'] for r in records]}); write them under different names"
         )
     for record, path in zip(records, paths, strict=True):
-        _atomic_write(path, json.dumps(record, indent=2, default=_json_default) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=2, default=_json_default) + "\n")
     table = out_dir / f"{name}.md"
-    _atomic_write(table, markdown_table(records))
+    atomic_write_text(table, markdown_table(records))
     return out_dir, table
