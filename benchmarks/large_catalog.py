@@ -248,16 +248,17 @@ def main() -> None:
                 row = {"n_items": n_items, "loss": loss, "error": f"timeout after {args.timeout:.0f} s"}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    from bert4rec.evaluation.results import run_metadata
+    from bert4rec.evaluation.results import atomic_write_text, run_metadata
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings = {k: v for k, v in settings.items() if k not in ("worker", "n_items", "loss")}
     meta = run_metadata(settings, args.seed, "generated", {"interactions": args.interactions})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "large_catalog.json").write_text(
-        json.dumps({"settings": settings, "meta": meta, "rows": rows}, indent=2) + "\n"
+    atomic_write_text(
+        args.out / "large_catalog.json",
+        json.dumps({"settings": settings, "meta": meta, "rows": rows}, indent=2) + "\n",
     )
-    (args.out / "large_catalog.md").write_text(_markdown(rows, args))
+    atomic_write_text(args.out / "large_catalog.md", _markdown(rows, args))
     print(f"wrote {args.out / 'large_catalog.json'} and large_catalog.md")
 
 

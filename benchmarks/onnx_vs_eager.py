@@ -33,6 +33,7 @@ import torch
 
 from bert4rec.artifacts import load_bundle
 from bert4rec.data.masking import inference_batch
+from bert4rec.evaluation.results import atomic_write_text
 from bert4rec.models.transformer import SequenceTransformer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -257,8 +258,8 @@ def main() -> None:
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(render_md(result))
+    atomic_write_text(args.out / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out / f"{args.name}.md", render_md(result))
     print(f"wrote {args.out / args.name}.json / .md")
     tmp.cleanup()
 

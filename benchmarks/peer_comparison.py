@@ -56,7 +56,13 @@ from bert4rec.data.interactions import Interactions
 from bert4rec.data.masking import WindowDataset
 from bert4rec.data.sequences import SequenceSplit, build_split
 from bert4rec.evaluation.evaluator import Evaluator
-from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
+from bert4rec.evaluation.results import (
+    atomic_write_text,
+    make_record,
+    markdown_table,
+    run_metadata,
+    write_records,
+)
 from bert4rec.pipeline import Prepared, dataset_name
 
 log = logging.getLogger("peer_comparison")
@@ -597,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         records += [peer_rec, ours_rec]
 
     _, table = write_records(records, args.results_dir, f"peer_{name}")
-    table.write_text(markdown_table(records) + "\n" + speed_table(records))
+    atomic_write_text(table, markdown_table(records) + "\n" + speed_table(records))
     print(table.read_text())
     return 0
 

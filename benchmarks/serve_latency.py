@@ -366,9 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(record, indent=2))
+    from bert4rec.evaluation.results import atomic_write_text
+
+    atomic_write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2))
     report = markdown(record)
-    (args.out / f"{args.name}.md").write_text(report)
+    atomic_write_text(args.out / f"{args.name}.md", report)
     print(report)
     print(f"wrote {args.out / f'{args.name}.json'} and {args.out / f'{args.name}.md'}")
     return 0
