@@ -34,6 +34,10 @@ def _parse_param(text: str) -> tuple[str, list[str]]:
     return key.strip(), [v.strip() for v in values.split(",") if v.strip()]
 
 
+def _same_run_note(row: dict[str, Any]) -> str:
+    return f" (same run as {row['same_run_as']})" if "same_run_as" in row else ""
+
+
 def _plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     from plots import _pyplot, plot_curves, save_figure
 
@@ -69,21 +73,31 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"{base.data.dataset}_{args.model}"
 
     rows: list[dict[str, Any]] = []
+    done: dict[str, dict[str, Any]] = {}  # config JSON -> its row: a value equal to the base runs once
     for text in args.param:
         key, values = _parse_param(text)
         for value in values:
             cfg = build_config(args.preset, deep_merge(overrides, parse_overrides([f"{key}={value}"])))
             cfg = cfg.for_model(args.model)
-            with tempfile.TemporaryDirectory() as run_dir:
-                fit = fit_transformer(prepared.split, cfg, Path(run_dir), progress=False)
+            config_key = cfg.model_dump_json()
+            if config_key in done:
+                first = done[config_key]
+                result = {**first, "same_run_as": f"{first['param']}={first['value']}"}
+            else:
+                with tempfile.TemporaryDirectory() as run_dir:
+                    fit = fit_transformer(prepared.split, cfg, Path(run_dir), progress=False)
+                result = {
+                    "best_val_ndcg@10": round(fit.best_val_ndcg10 or 0.0, 5),
+                    "epochs": fit.epochs,
+                    "train_seconds": round(fit.train_seconds, 1),
+                    "history": fit.history,
+                }
             row = {
                 "param": key,
                 "value": json.loads(value) if value.replace(".", "", 1).isdigit() else value,
-                "best_val_ndcg@10": round(fit.best_val_ndcg10 or 0.0, 5),
-                "epochs": fit.epochs,
-                "train_seconds": round(fit.train_seconds, 1),
-                "history": fit.history,
+                **result,
             }
+            done.setdefault(config_key, row)
             print(f"{key}={value}: best val ndcg@10 {row['best_val_ndcg@10']} in {row['epochs']} epochs")
             rows.append(row)
 
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [
         f"| {r['param']} | {r['value']} | {r['best_val_ndcg@10']:.4f} | {r['epochs']} "
-        f"| {r['train_seconds']} |"
+        f"| {r['train_seconds']}{_same_run_note(r)} |"
         for r in rows
     ]
     atomic_write_text(RESULTS / f"sweep_{name}.md", "\n".join(lines) + "\n")

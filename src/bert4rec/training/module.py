@@ -58,8 +58,14 @@ class SequenceModule(L.LightningModule):
             on_step=True,
             on_epoch=True,
             batch_size=batch["input_ids"].size(0),
+            sync_dist=self._distributed,  # DDP: the mean over all processes, not rank 0's
         )
         return loss
+
+    @property
+    def _distributed(self) -> bool:
+        """True under DDP (also False when the module is used without a Trainer, as in unit tests)."""
+        return self._trainer is not None and self.trainer.world_size > 1
 
     def on_train_start(self) -> None:
         if self.sampler is not None and self.global_rank > 0:  # DDP: each process its own negatives
@@ -69,6 +75,11 @@ class SequenceModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         elapsed = time.perf_counter() - self._fit_start
+        if self._distributed:
+            # DDP: every process must fit the same LR schedule (its gradients are averaged with the
+            # others'), so all use the slowest process's clock
+            clock = torch.tensor(elapsed, dtype=torch.float64, device=self.device)
+            elapsed = float(self.trainer.strategy.reduce(clock, reduce_op="max"))
         self.log("elapsed_s", elapsed)
         self.fit_schedule_to_time_budget(self.global_step, self.global_step - self._start_step, elapsed)
         # runs before the monitoring callbacks (EarlyStopping, ModelCheckpoint) of this epoch
