@@ -94,9 +94,28 @@ def test_per_model_overrides_apply_only_to_that_model():
     assert cfg.for_model("sasrec").model.dropout == 0.3
     assert cfg.for_model("sasrec").model_type == "sasrec"
     assert cfg.for_model("bert4rec").model.dropout == 0.1
-    # the ml-1m preset's own per-model learning rate survives a per_model override of another model
+    # the ml-1m preset's own per-model learning rates survive a per_model override of another field
     assert cfg.for_model("bert4rec").train.lr == pytest.approx(4e-3)
-    assert cfg.for_model("sasrec").train.lr == pytest.approx(1e-3)
+    assert cfg.for_model("sasrec").train.lr == pytest.approx(2e-3)
+
+
+def test_explicit_settings_beat_the_presets_per_model_defaults():
+    preset = build_config("ml-1m")
+    assert preset.for_model("bert4rec").model.max_len == 50  # the preset's per-model default
+    assert preset.for_model("sasrec").model.max_len == 200
+    assert preset.for_model("sasrec").train.loss == "sampled"
+    cfg = build_config("ml-1m", parse_overrides(["model.max_len=100", "train.loss=full"]))
+    assert cfg.for_model("bert4rec").model.max_len == 100
+    assert cfg.for_model("sasrec").train.loss == "full"
+    # the preset's other per-model values stay
+    assert cfg.for_model("bert4rec").train.lr == pytest.approx(4e-3)
+    assert cfg.for_model("sasrec").train.n_negatives_train == 512
+    # a per_model setting the user gives is the most specific and wins
+    both = build_config(
+        "ml-1m", {"model": {"max_len": 100}, "per_model": {"bert4rec": {"model": {"max_len": 30}}}}
+    )
+    assert both.for_model("bert4rec").model.max_len == 30
+    assert both.for_model("sasrec").model.max_len == 100
 
 
 def test_invalid_per_model_override_names_the_field():
