@@ -124,6 +124,8 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
         kept = frame.filter(pl.col("rating") >= cfg.min_rating)
         stats["dropped_low_rating"] = frame.height - kept.height
         frame = kept
+    if "rating" in frame.columns:  # implicit feedback from here on: free its memory before the copies
+        frame = frame.drop("rating")
 
     dup_mask = frame.select(pl.struct("user_id", "item_id", "timestamp").is_duplicated()).to_series()
     n_dup_rows = int(dup_mask.sum())
