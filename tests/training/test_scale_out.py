@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -54,8 +55,6 @@ def test_two_cpu_processes_train_like_one(tmp_path, tiny_prepared):
     assert sorted(p.name for p in (out / "bert4rec" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert sorted(p.name for p in out.iterdir()) == ["bert4rec", "results"]
 
-    import json
-
     record = json.loads((out / "results" / "results_bert4rec.json").read_text())
     assert record["epochs"] == EPOCHS and len(record["history"]) == EPOCHS
     # each process ran half of the 16-window buckets per epoch
@@ -105,3 +104,57 @@ def test_mixed_precision_setting_reaches_lightning(tmp_path, tiny_prepared, monk
     assert seen and all(seen)  # every training step ran under bf16 autocast
     assert result.history and math.isfinite(result.history[0]["train_loss_epoch"])
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay fp32
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_nodes_started_by_torchrun(tmp_path, tiny_prepared):
+    """Multi-node as the README documents it: `torchrun --nnodes 2 ... -m bert4rec.cli train
+    --set train.num_nodes=2`, started once per "machine" (here two torchrun launches on loopback, one
+    process each, gloo). Lightning reads the torchelastic variables and starts no processes itself;
+    both nodes train on their half of the batches with the same learning-rate schedule, and only
+    global rank 0 (node 0) writes results, logs and the model."""
+    cfg = tiny_config(batch_size=16, epochs=2, patience=2, accelerator="cpu")
+    (tmp_path / "config.json").write_text(cfg.model_dump_json())
+    out = tmp_path / "runs"
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    for inherited in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(inherited, None)
+    procs = []
+    for node in (0, 1):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+        cmd += ["--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port)]
+        cmd += ["-m", "bert4rec.cli", "train", "--config", str(tmp_path / "config.json"), "--out", str(out)]
+        cmd += ["--devices", "1", "--strategy", "ddp", "--set", "train.num_nodes=2", "--no-progress"]
+        cmd += ["--examples", "0"]
+        log = open(tmp_path / f"node{node}.log", "w")  # noqa: SIM115 (closed below)
+        procs.append(
+            (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path), log)
+        )
+    for proc, log in procs:
+        try:
+            proc.wait(timeout=240)
+        finally:
+            proc.kill()
+            log.close()
+    logs = [(tmp_path / f"node{n}.log").read_text() for n in (0, 1)]
+    for (proc, _), text in zip(procs, logs, strict=True):
+        assert proc.returncode == 0, text[-3000:]
+    assert logs[0].count("Dataset statistics") == 1 and "Dataset statistics" not in logs[1]
+    record = json.loads((out / "results" / "results_bert4rec.json").read_text())
+    assert record["config"]["train"]["num_nodes"] == 2
+    assert len(record["history"]) == 2
+    # each node trained every second batch: the logged global step counts one node's steps
+    steps_per_process = math.ceil(len(make_train_loader(tiny_prepared.split, cfg)) / 2)
+    last_step = int(
+        (out / "bert4rec" / "logs" / "metrics.csv").read_text().strip().splitlines()[-1].split(",")[2]
+    )
+    assert last_step + 1 == 2 * steps_per_process
