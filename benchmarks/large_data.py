@@ -116,8 +116,8 @@ def _markdown(record: dict[str, Any]) -> str:
     lines = [
         f"Generated ML-25M-layout ratings.csv: {gen['rows']:,} rows, {gen['users']:,} users, "
         f"{gen['items']:,} items, {gen['bytes'] / 1e6:,.0f} MB; machine: {record['machine']}. "
-        "Each loader ran in a fresh process (peak RSS is its own; growth = peak minus the RSS after "
-        "importing bert4rec and torch); prepare = read, validate, "
+        "Each loader ran in a fresh process (peak RSS is its own; growth = peak minus the process's "
+        "RSS just before prepare, after its imports); prepare = read, validate, "
         "dedup, 5-core, stable time sort, id mapping, leave-one-out split.",
         "",
         "| loader | prepare s | peak RSS GB | growth GB | growth / file size | users | items "
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         generated = generate_ratings_csv(csv, args.rows, args.users, args.items)
         generated["generate_seconds"] = round(time.perf_counter() - start, 1)
-        meta.write_text(json.dumps(generated))
+        atomic_write_text(meta, json.dumps(generated))
     print(f"data: {csv} {generated}")
 
     runs = []
