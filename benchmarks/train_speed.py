@@ -13,8 +13,12 @@ Variants (cumulative, each adds one change to the previous one):
   no_attn_drop   attention dropout off (its random mask is expensive on CPU)
   masked_only    the output layer scores only the masked (labelled) positions
   bucketed       length-bucketed batches: each batch padded to its own longest window
+  chunked        the full softmax fused with the output layer, chunk by chunk, never holding the
+                 (positions x items) logits (bert4rec.models.chunked_softmax; what training uses)
   threads_1      the same with 1 thread instead of 2 (shows the thread setting's effect)
-and for SASRec: paper (padded) vs bucketed.
+and for SASRec (every position is labelled, so the output layer dominates): paper (padded),
+bucketed, chunked, and sampled_512 (sampled softmax with 512 popularity negatives instead of the
+full softmax: a different loss, so its accuracy is compared in the accuracy runs, not here).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from bert4rec.evaluation.results import atomic_write_text, run_metadata
 from bert4rec.models import build_transformer
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import prepare
-from bert4rec.training.fit import make_train_loader
+from bert4rec.training.fit import make_negative_sampler, make_train_loader
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -63,16 +67,22 @@ def _all_positions_loss(model: SequenceTransformer, batch: dict[str, torch.Tenso
     return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), ignore_index=0)
 
 
-def _variant_step(cfg: ExperimentConfig, n_items: int, all_positions: bool):
-    model = build_transformer(cfg.model_type, cfg.model, n_items)
+def _variant_step(cfg: ExperimentConfig, split: Any, output: str):
+    """output: 'all' (score every position), 'masked' (plain full softmax over the labelled
+    positions), 'chunked' (the fused chunked full softmax), 'sampled' (sampled softmax)."""
+    model = build_transformer(cfg.model_type, cfg.model, split.n_items)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sampler = make_negative_sampler(split, cfg) if output == "sampled" else None
 
     def step(batch: dict[str, torch.Tensor]) -> None:
-        if all_positions:
+        if output == "all":
             loss = _all_positions_loss(model, batch)
-        else:
+        elif output == "masked":
             _, loss = model(batch["input_ids"], batch["labels"])
+        else:
+            negatives = sampler.sample() if sampler is not None else None
+            loss = model.loss(batch["input_ids"], batch["labels"], negatives=negatives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -98,33 +108,39 @@ def main(argv: list[str] | None = None) -> int:
     split = prepared.split
     max_len = base.model.max_len
 
-    def cfg_for(model_type: str, attn_drop: float, bucket: bool) -> ExperimentConfig:
+    def cfg_for(model_type: str, attn_drop: float, bucket: bool, output: str) -> ExperimentConfig:
+        train = {"bucket_by_length": bucket}
+        if output == "sampled":
+            train |= {"loss": "sampled", "n_negatives_train": 512, "negative_sampling": "popularity"}
         return base.model_copy(
             update={
                 "model_type": model_type,
                 "model": base.model.model_copy(update={"attention_dropout": attn_drop}),
-                "train": base.train.model_copy(update={"bucket_by_length": bucket}),
+                "train": base.train.model_copy(update=train),
             }
         )
 
-    # (name, model type, attention dropout, all positions, bucketed, threads)
+    # (name, model type, attention dropout, output layer, bucketed, threads)
     plan = [
-        ("bert4rec/paper", "bert4rec", 0.1, True, False, args.threads),
-        ("bert4rec/no_attn_drop", "bert4rec", 0.0, True, False, args.threads),
-        ("bert4rec/masked_only", "bert4rec", 0.0, False, False, args.threads),
-        ("bert4rec/bucketed", "bert4rec", 0.0, False, True, args.threads),
-        ("bert4rec/threads_1", "bert4rec", 0.0, False, True, 1),
-        ("sasrec/paper", "sasrec", 0.0, False, False, args.threads),
-        ("sasrec/bucketed", "sasrec", 0.0, False, True, args.threads),
+        ("bert4rec/paper", "bert4rec", 0.1, "all", False, args.threads),
+        ("bert4rec/no_attn_drop", "bert4rec", 0.0, "all", False, args.threads),
+        ("bert4rec/masked_only", "bert4rec", 0.0, "masked", False, args.threads),
+        ("bert4rec/bucketed", "bert4rec", 0.0, "masked", True, args.threads),
+        ("bert4rec/chunked", "bert4rec", 0.0, "chunked", True, args.threads),
+        ("bert4rec/threads_1", "bert4rec", 0.0, "chunked", True, 1),
+        ("sasrec/paper", "sasrec", 0.0, "masked", False, args.threads),
+        ("sasrec/bucketed", "sasrec", 0.0, "masked", True, args.threads),
+        ("sasrec/chunked", "sasrec", 0.0, "chunked", True, args.threads),
+        ("sasrec/sampled_512", "sasrec", 0.0, "sampled", True, args.threads),
     ]
     n_batches = args.steps * args.rounds + 1
     variants = []
-    for name, model_type, attn_drop, all_pos, bucket, threads in plan:
-        cfg = cfg_for(model_type, attn_drop, bucket)
+    for name, model_type, attn_drop, output, bucket, threads in plan:
+        cfg = cfg_for(model_type, attn_drop, bucket, output)
         loader = make_train_loader(split, cfg)
         batches = _batches(loader, n_batches, None if bucket else max_len)  # model input length
         torch.manual_seed(0)
-        step = _variant_step(cfg, split.n_items, all_pos)
+        step = _variant_step(cfg, split, output)
         sequences = sum(b["input_ids"].size(0) for b in batches[1:]) / (n_batches - 1)
         padded_len = sum(b["input_ids"].size(1) for b in batches[1:]) / (n_batches - 1)
         variants.append(

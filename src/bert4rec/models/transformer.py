@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bert4rec.config import ModelConfig
+from bert4rec.models.chunked_softmax import linear_cross_entropy
 from bert4rec.models.content import ContentFusion
 from bert4rec.models.sampled_softmax import SampledNegatives, sampled_softmax_logits, sampled_softmax_loss
 
@@ -192,6 +193,22 @@ class SequenceTransformer(nn.Module):
         logits = self.logits(hidden[selected])  # (N, n_items + 1)
         loss = F.cross_entropy(logits, labels[selected])
         return logits, loss
+
+    def loss(
+        self,
+        seq: torch.Tensor,
+        labels: torch.Tensor,
+        users: torch.Tensor | None = None,
+        negatives: SampledNegatives | None = None,
+    ) -> torch.Tensor:
+        """The training loss alone: `forward`'s loss, without building logits nobody reads. The full
+        softmax goes through `linear_cross_entropy`, which never holds the (N, n_items + 1) logit
+        matrix (same value up to rounding, ~2x faster per step on CPU)."""
+        hidden = self.encode(seq, users)
+        selected = labels > 0
+        if negatives is not None:
+            return self._sampled(hidden[selected], labels[selected], negatives)[1]
+        return linear_cross_entropy(hidden[selected], self.item_weights(), self.head_bias, labels[selected])
 
     def _sampled(
         self, hidden: torch.Tensor, targets: torch.Tensor, negatives: SampledNegatives

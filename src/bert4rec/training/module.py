@@ -42,8 +42,7 @@ class SequenceModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
         negatives = self.sampler.sample(self.device) if self.sampler is not None else None
-        _, loss = self.model(batch["input_ids"], batch["labels"], users, negatives=negatives)
-        assert loss is not None
+        loss = self.model.loss(batch["input_ids"], batch["labels"], users, negatives=negatives)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "

@@ -1,0 +1,77 @@
+"""The chunked full-softmax loss equals the plain one in value and gradients, whatever the chunking."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bert4rec.config import ModelConfig
+from bert4rec.models import SASRec
+from bert4rec.models.chunked_softmax import linear_cross_entropy
+
+
+def _inputs(n: int = 37, v: int = 23, d: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(v, d, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(v, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, v, (n,), generator=g)
+    return hidden, weight, bias, targets
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 37, 1000, None])
+def test_value_and_gradients_match_plain_cross_entropy(chunk):
+    hidden, weight, bias, targets = _inputs()
+    scale = 0.7  # an upstream gradient other than 1 must be applied in backward
+    (scale * F.cross_entropy(hidden @ weight.T + bias, targets)).backward()
+    expected = [t.grad.clone() for t in (hidden, weight, bias)]
+    reference = F.cross_entropy(hidden @ weight.T + bias, targets)
+    for t in (hidden, weight, bias):
+        t.grad = None
+    loss = linear_cross_entropy(hidden, weight, bias, targets, chunk)
+    (scale * loss).backward()
+    torch.testing.assert_close(loss, reference)
+    for got, want in zip((hidden.grad, weight.grad, bias.grad), expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_gradcheck():
+    hidden, weight, bias, targets = _inputs(n=6, v=5, d=3)
+    loss = lambda h, w, b: linear_cross_entropy(h, w, b, targets, 4)  # noqa: E731
+    assert torch.autograd.gradcheck(loss, (hidden, weight, bias))
+
+
+def test_no_gradients_are_computed_without_grad():
+    hidden, weight, bias, targets = _inputs()
+    with torch.no_grad():
+        loss = linear_cross_entropy(hidden, weight, bias, targets, 4)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, F.cross_entropy(hidden @ weight.T + bias, targets))
+
+
+def test_shape_mismatch_is_refused():
+    hidden, weight, bias, targets = _inputs()
+    with pytest.raises(ValueError, match="must agree"):
+        linear_cross_entropy(hidden, weight[:, :3], bias, targets)
+    with pytest.raises(ValueError, match="chunk"):
+        linear_cross_entropy(hidden, weight, bias, targets, 0)
+
+
+def test_model_training_loss_matches_forward_and_trains_the_same_parameters():
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(max_len=12, hidden_size=16, num_layers=1, num_heads=2), n_items=40).eval()
+    seq = torch.randint(1, 41, (4, 12))
+    seq[0, :5] = 0  # left padding: padded positions carry no label
+    labels = torch.roll(seq, -1, dims=1)
+    labels[:, -1] = 0
+    labels[seq == 0] = 0
+    _, reference = model(seq, labels)
+    reference.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    loss = model.loss(seq, labels)
+    loss.backward()
+    torch.testing.assert_close(loss, reference)
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert got.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-4, msg=name)
