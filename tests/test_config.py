@@ -103,13 +103,15 @@ def test_explicit_settings_beat_the_presets_per_model_defaults():
     preset = build_config("ml-1m")
     assert preset.for_model("bert4rec").model.max_len == 50  # the preset's per-model default
     assert preset.for_model("sasrec").model.max_len == 200
-    assert preset.for_model("sasrec").train.loss == "sampled"
-    cfg = build_config("ml-1m", parse_overrides(["model.max_len=100", "train.loss=full"]))
+    assert preset.for_model("sasrec").train.lr == pytest.approx(2e-3)
+    cfg = build_config("ml-1m", parse_overrides(["model.max_len=100"]))
     assert cfg.for_model("bert4rec").model.max_len == 100
-    assert cfg.for_model("sasrec").train.loss == "full"
     # the preset's other per-model values stay
     assert cfg.for_model("bert4rec").train.lr == pytest.approx(4e-3)
-    assert cfg.for_model("sasrec").train.n_negatives_train == 512
+    assert cfg.for_model("sasrec").train.lr == pytest.approx(2e-3)
+    lr = build_config("ml-1m", parse_overrides(["train.lr=1e-3"]))
+    assert lr.for_model("bert4rec").train.lr == lr.for_model("sasrec").train.lr == pytest.approx(1e-3)
+    assert lr.for_model("bert4rec").model.max_len == 50
     # a per_model setting the user gives is the most specific and wins
     both = build_config(
         "ml-1m", {"model": {"max_len": 100}, "per_model": {"bert4rec": {"model": {"max_len": 30}}}}
