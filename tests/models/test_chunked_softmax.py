@@ -75,3 +75,18 @@ def test_model_training_loss_matches_forward_and_trains_the_same_parameters():
     assert got.keys() == expected.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_mixed_precision_step_runs_the_softmax_in_float32():
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(max_len=8, hidden_size=16, num_layers=1, num_heads=2), n_items=30)
+    seq = torch.randint(1, 31, (3, 8))
+    labels = torch.roll(seq, -1, dims=1)
+    labels[:, -1] = 0
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        loss = model.loss(seq, labels)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert model.item_emb.weight.grad is not None and torch.isfinite(model.item_emb.weight.grad).all()
+    _, reference = model(seq, labels)  # float32 reference, no autocast
+    torch.testing.assert_close(loss, reference, atol=0.05, rtol=0.01)

@@ -82,4 +82,12 @@ def linear_cross_entropy(
         raise ValueError(f"hidden (N, D) and weight (V, D) must agree: {shapes}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    return _LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk)
+    # the softmax runs in float32 also under mixed precision (autocast would hand the in-place
+    # gradient accumulation mixed dtypes); the casts pass gradients back in the inputs' dtypes
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        hidden, weight, bias = (_at_least_float32(t) for t in (hidden, weight, bias))
+        return _LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk)
+
+
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
