@@ -135,6 +135,13 @@ class TrainConfig(_Strict):
         description="full: softmax over all items; sampled: softmax over the target and "
         "n_negatives_train shared sampled items with logQ correction, for large catalogs.",
     )
+    loss_weighting: Literal["batch", "position"] = Field(
+        default="batch",
+        description="batch: each batch's loss is the mean over its labelled positions (with length "
+        "buckets, a position in a batch of short windows then weighs more than one in a batch of "
+        "long ones); position: the batch's summed loss over the running mean number of labelled "
+        "positions per batch, so every position weighs the same wherever it is batched.",
+    )
     n_negatives_train: int = Field(
         default=1024, ge=1, description="Negatives drawn per training batch when loss='sampled'."
     )

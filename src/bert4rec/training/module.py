@@ -38,11 +38,13 @@ class SequenceModule(L.LightningModule):
         self.model, self.cfg, self.total_steps, self.validate = model, cfg, max(total_steps, 1), validate
         self.sampler = sampler
         self._planned_steps = self.total_steps
+        self._positions_seen, self._batches_seen = 0, 0  # for train.loss_weighting='position'
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
         negatives = self.sampler.sample(self.device) if self.sampler is not None else None
         loss = self.model.loss(batch["input_ids"], batch["labels"], users, negatives=negatives)
+        objective = self._weighted(loss, int((batch["labels"] > 0).sum()))
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
@@ -59,7 +61,19 @@ class SequenceModule(L.LightningModule):
             batch_size=batch["input_ids"].size(0),
             sync_dist=self._distributed,  # DDP: the mean over all processes, not rank 0's
         )
-        return loss
+        return objective
+
+    def _weighted(self, loss: torch.Tensor, n_positions: int) -> torch.Tensor:
+        """The objective to minimise from the batch's mean loss over its `n_positions` labelled
+        positions (train.loss_weighting). 'position': the summed loss over the running mean of
+        positions per batch, so the step size per position does not depend on how many other
+        positions share the batch (length buckets put short windows together); the logged
+        train_loss stays the per-position mean."""
+        if self.cfg.loss_weighting == "batch":
+            return loss
+        self._positions_seen += n_positions
+        self._batches_seen += 1
+        return loss * (n_positions * self._batches_seen / self._positions_seen)
 
     @property
     def _distributed(self) -> bool:
