@@ -203,7 +203,7 @@ class SequenceTransformer(nn.Module):
     ) -> torch.Tensor:
         """The training loss alone: `forward`'s loss, without building logits nobody reads. The full
         softmax goes through `linear_cross_entropy`, which never holds the (N, n_items + 1) logit
-        matrix (same value up to rounding, ~2x faster per step on CPU)."""
+        matrix (same value up to rounding; a 1.7x faster SASRec step on CPU)."""
         hidden = self.encode(seq, users)
         selected = labels > 0
         if negatives is not None:
