@@ -44,7 +44,7 @@ class SequenceModule(L.LightningModule):
         users = batch["users"] if self.model.user_emb is not None else None
         negatives = self.sampler.sample(self.device) if self.sampler is not None else None
         loss = self.model.loss(batch["input_ids"], batch["labels"], users, negatives=negatives)
-        objective = self._weighted(loss, int((batch["labels"] > 0).sum()))
+        objective = self._weighted(loss, batch["labels"])
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
@@ -63,14 +63,15 @@ class SequenceModule(L.LightningModule):
         )
         return objective
 
-    def _weighted(self, loss: torch.Tensor, n_positions: int) -> torch.Tensor:
-        """The objective to minimise from the batch's mean loss over its `n_positions` labelled
-        positions (train.loss_weighting). 'position': the summed loss over the running mean of
+    def _weighted(self, loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The objective to minimise from the batch's mean loss over its labelled positions
+        (labels > 0; train.loss_weighting). 'position': the summed loss over the running mean of
         positions per batch, so the step size per position does not depend on how many other
         positions share the batch (length buckets put short windows together); the logged
         train_loss stays the per-position mean."""
         if self.cfg.loss_weighting == "batch":
             return loss
+        n_positions = int((labels > 0).sum())  # counted only here: on a GPU it waits for the batch
         self._positions_seen += n_positions
         self._batches_seen += 1
         return loss * (n_positions * self._batches_seen / self._positions_seen)
