@@ -41,12 +41,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if need_grad else None
         grad_weight = torch.zeros_like(weight) if need_grad else None
         grad_bias = torch.zeros_like(bias) if need_grad else None
-        total = hidden.new_zeros((), dtype=torch.float64)
+        total = hidden.new_zeros(())  # the inputs' dtype: float64 is missing on some devices (MPS)
         for start in range(0, n, chunk):
             h, y = hidden[start : start + chunk], targets[start : start + chunk]
             logits = torch.addmm(bias, h, weight.T)  # (c, V)
             lse = torch.logsumexp(logits, dim=1)  # (c,)
-            total += (lse - logits.gather(1, y[:, None])[:, 0]).sum(dtype=torch.float64)
+            total += (lse - logits.gather(1, y[:, None])[:, 0]).sum()
             if need_grad:
                 # d(mean loss)/d(logits) = (softmax - one_hot) / N, computed in place
                 probs = logits.sub_(lse[:, None]).exp_()
@@ -56,7 +56,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_weight.addmm_(probs.T, h)  # type: ignore[union-attr]
                 grad_bias += probs.sum(0)  # type: ignore[operator]
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
-        return (total / max(n, 1)).to(hidden.dtype)
+        return total / max(n, 1)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor):  # type: ignore[no-untyped-def, override]
