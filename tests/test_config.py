@@ -104,6 +104,10 @@ def test_explicit_settings_beat_the_presets_per_model_defaults():
     assert preset.for_model("bert4rec").model.max_len == 50  # the preset's per-model default
     assert preset.for_model("sasrec").model.max_len == 200
     assert preset.for_model("sasrec").train.lr == pytest.approx(2e-3)
+    assert preset.for_model("sasrec").model.hidden_size == 128
+    assert preset.for_model("bert4rec").model.hidden_size == 64
+    width = build_config("ml-1m", parse_overrides(["model.hidden_size=96"]))
+    assert width.for_model("sasrec").model.hidden_size == width.for_model("bert4rec").model.hidden_size == 96
     cfg = build_config("ml-1m", parse_overrides(["model.max_len=100"]))
     assert cfg.for_model("bert4rec").model.max_len == 100
     # the preset's other per-model values stay
