@@ -89,3 +89,36 @@ def test_time_budget_shortens_the_lr_schedule_to_what_fits(tiny_prepared):
     no_budget = SequenceModule(model, TrainConfig(epochs=100), total_steps=10_000)
     no_budget.fit_schedule_to_time_budget(50, steps_done=50, elapsed=10.0)
     assert no_budget.total_steps == 10_000
+
+
+@pytest.mark.parametrize(("bucket_by_length", "loss"), [(True, "full"), (False, "full"), (True, "sampled")])
+def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
+    tmp_path, tiny_prepared, monkeypatch, bucket_by_length, loss
+):
+    """Dropout, the Cloze masks, the batch order and the sampled negatives continue from the
+    checkpoint instead of restarting from the seed: stopping after epoch 0 and resuming gives the
+    same epochs 1 and 2 as a run that never stopped."""
+    import bert4rec.training.fit as fit_module
+
+    cfg = tiny_config(
+        epochs=3, bucket_by_length=bucket_by_length, patience=10, loss=loss, n_negatives_train=20
+    )
+    straight = fit_transformer(tiny_prepared.split, cfg, tmp_path / "straight", progress=False)
+
+    class StopAfterFirstEpoch(fit_module.EarlyStopping):
+        def on_train_epoch_end(self, trainer, pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+            trainer.should_stop = True
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fit_module, "EarlyStopping", StopAfterFirstEpoch)
+        first = fit_transformer(tiny_prepared.split, cfg, tmp_path / "resumed", progress=False)
+    assert first.epochs == 1
+    resumed = fit_transformer(tiny_prepared.split, cfg, tmp_path / "resumed", resume=True, progress=False)
+    assert [row["epoch"] for row in resumed.history] == [0, 1, 2]
+    assert [row["train_loss_epoch"] for row in resumed.history] == pytest.approx(
+        [row["train_loss_epoch"] for row in straight.history], rel=1e-5
+    )
+    assert [row["val_ndcg@10"] for row in resumed.history] == pytest.approx(
+        [row["val_ndcg@10"] for row in straight.history], abs=1e-6
+    )

@@ -90,7 +90,8 @@ class LengthBucketSampler(Sampler[list[int]]):
         return range(0, len(self.lengths), self.pool)
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning before each epoch (also after a resume) so the order depends on it."""
+        """Called before each epoch (by `fit._TrainingRandomness`, also after a resume): the order
+        depends on the epoch."""
         self.epoch = epoch
 
     def __iter__(self):  # type: ignore[no-untyped-def]

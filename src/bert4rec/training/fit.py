@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from bert4rec.config import ExperimentConfig
 from bert4rec.data.masking import (
@@ -84,10 +84,19 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
     )
     if cfg.train.bucket_by_length:
         sampler = LengthBucketSampler(dataset.lengths(), cfg.train.batch_size, seed=cfg.train.seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    generator = torch.Generator().manual_seed(cfg.train.seed)
+        # its own generator: the loader draws a seed from it at every epoch's start, which would
+        # otherwise come from torch's global generator and shift the dropout stream of a resumed run
+        loader_generator = torch.Generator().manual_seed(cfg.train.seed)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=loader_generator)
+    # the shuffle has a generator of its own (checkpointed by _TrainingRandomness), apart from the
+    # loader's, which the loader draws from when an epoch's iterator is made, before a resume restores it
+    shuffle = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.train.seed))
     return DataLoader(
-        dataset, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate, generator=generator
+        dataset,
+        batch_size=cfg.train.batch_size,
+        sampler=shuffle,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
     )
 
 
@@ -151,19 +160,64 @@ class ValidationNDCG:
         return float(sums[0] / sums[1])
 
 
-class _MaskingStreamPerRank(Callback):
-    """Under DDP every process builds the same Cloze collator; give the others their own random
-    stream (rank 0 keeps the seed's, so one process trains exactly as without DDP)."""
+class _TrainingRandomness(Callback):
+    """The random streams of training: torch's global generator (dropout), the Cloze collator's
+    masks, the sampled softmax's negatives, without length buckets the DataLoader's shuffle, and with
+    them the bucket sampler's epoch (its order derives from (seed, epoch)).
+
+    Their states go into every checkpoint, so a resumed run draws what an uninterrupted one would
+    have drawn instead of starting over from the seed. Under DDP every process builds the same
+    collator; the others get their own stream (rank 0 keeps the seed's, so one process trains
+    exactly as without DDP). Checkpoints hold rank 0's states; on resume the others reseed from
+    (seed, rank, epoch).
+    """
+
+    KEY = "training_randomness"
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self._restored: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def _generators(trainer: L.Trainer) -> dict[str, torch.Generator]:
+        loader = trainer.train_dataloader
+        found = {
+            "collator": getattr(getattr(loader, "collate_fn", None), "generator", None),
+            "shuffle": getattr(getattr(loader, "sampler", None), "generator", None),
+            "negatives": getattr(getattr(trainer.lightning_module, "sampler", None), "generator", None),
+        }
+        return {name: g for name, g in found.items() if isinstance(g, torch.Generator)}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning calls set_epoch on a loader's sampler, not on a batch sampler; without this
+        # a resumed run would replay the bucket sampler's order from epoch 0
+        set_epoch = getattr(getattr(trainer.train_dataloader, "batch_sampler", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(trainer.current_epoch)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        states = {name: g.get_state() for name, g in self._generators(trainer).items()}
+        checkpoint[self.KEY] = {**states, "torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._restored = checkpoint.get(self.KEY)  # the loader does not exist yet: applied at train start
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        generator = getattr(getattr(trainer.train_dataloader, "collate_fn", None), "generator", None)
-        if trainer.global_rank > 0 and isinstance(generator, torch.Generator):
-            generator.manual_seed(
-                int(np.random.SeedSequence([self.seed, trainer.global_rank]).generate_state(1)[0])
-            )
+        generators = self._generators(trainer)
+        if trainer.global_rank == 0 and self._restored:
+            for name, state in self._restored.items():
+                if name == "torch":
+                    torch.set_rng_state(state)
+                elif name in generators:
+                    generators[name].set_state(state)
+        elif trainer.global_rank > 0 and "collator" in generators:
+            entropy = [self.seed, trainer.global_rank] + ([trainer.current_epoch] if self._restored else [])
+            generators["collator"].manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        self._restored = None
 
 
 def fit_transformer(
@@ -216,7 +270,7 @@ def fit_transformer(
         callbacks.append(Timer(duration=timedelta(minutes=tc.max_minutes), interval="step"))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    callbacks.append(_MaskingStreamPerRank(tc.seed))
+    callbacks.append(_TrainingRandomness(tc.seed))
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None
     if resume and ckpt_path is None:
