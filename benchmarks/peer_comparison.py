@@ -250,7 +250,7 @@ def train_ours(
 
     from bert4rec.inference.scoring import TransformerScorer
     from bert4rec.models import build_transformer
-    from bert4rec.training.fit import make_train_loader
+    from bert4rec.training.fit import make_negative_sampler, make_train_loader
     from bert4rec.training.module import SequenceModule
 
     cfg = cfg.model_copy(update={"model_type": model_type})
@@ -258,7 +258,13 @@ def train_ours(
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model = build_transformer(model_type, cfg.model, split.n_items, split.vocab.n_users)
     loader = make_train_loader(split, cfg)
-    module = SequenceModule(model, cfg.train, total_steps=cfg.train.epochs * len(loader), validate=None)
+    module = SequenceModule(
+        model,
+        cfg.train,
+        total_steps=cfg.train.epochs * len(loader),
+        validate=None,
+        sampler=make_negative_sampler(split, cfg),  # None unless train.loss=sampled
+    )
     timer = epoch_timer(L.Callback)
     trainer = L.Trainer(callbacks=[timer], **_trainer_kwargs(cfg, budget_minutes))
     trainer.fit(module, train_dataloaders=loader)
@@ -301,6 +307,11 @@ def peer_params(model_type: str, cfg: ExperimentConfig) -> dict[str, Any]:
         "item_net_block_types": (IdEmbeddingsItemNet,),  # no item features
         "recommend_batch_size": cfg.eval.batch_size,
     }
+    if cfg.train.loss == "sampled":
+        # RecTools draws its negatives uniformly and without a logQ correction; ours follow
+        # train.negative_sampling (popularity by default) with the correction
+        params["loss"] = "sampled_softmax"
+        params["n_negatives"] = cfg.train.n_negatives_train
     if model_type == "bert4rec":
         params["mask_prob"] = cfg.train.mask_prob
         params["transformer_layers_kwargs"] = {"ff_factors_multiplier": cfg.model.ffn_multiplier}
