@@ -245,7 +245,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # weighting keeps the buckets' speed (125 against 98 windows/s).
         # SASRec is short of capacity at width 64, not short of regularisation: in 30 min, dropout
         # 0.2 scored 0.1692 and a narrower model (1 head, feed-forward 64) 0.1604, while width 128
-        # reached 0.1800 (best validation 0.1808, still rising) despite 0.6x the windows/s
+        # reached 0.1800 (best validation 0.1808; 0.1793 with a 60-min budget) despite 0.6x the windows/s
         # (benchmarks/results/ml-1m-sasrec-30min-h128.md)
         "per_model": {
             "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3}},
