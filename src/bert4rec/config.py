@@ -283,10 +283,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 0.0279 against 0.0251 (benchmarks/results/beauty-sasrec-full.md, beauty-25min.md).
         # Validation on a fixed 10,000 of the 40,226 users keeps the per-epoch full-ranking check
         # from costing more than the epoch
-        # BERT4Rec is still improving at the default 50 epochs (20 min on 2 threads): a wall-clock
-        # budget (--minutes / train.max_minutes), not the epoch count, should end its runs
+        # BERT4Rec's best run kept the default 50 epochs: its cosine schedule decayed fully by epoch
+        # 50 (20 min on 2 threads), test NDCG@10 0.0147. With 400 epochs and a 60-min schedule the
+        # learning rate was still high when patience 10 stopped it at 35 min: 0.0136
+        # (benchmarks/results/beauty-bert4rec-60min.md)
         "train": {
-            "epochs": 400,
             "mask_prob": 0.6,
             "batch_size": 256,
             "last_item_mask_prob": 0.2,
