@@ -82,21 +82,20 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
         if bert
         else NextItemCollator()
     )
+    # The loader draws a seed from its generator whenever an epoch's iterator is made (after a resume,
+    # before the checkpointed states are restored). Its own generator keeps that draw off torch's
+    # global one (dropout) and off the shuffle's, which _TrainingRandomness checkpoints.
+    loader_generator = torch.Generator().manual_seed(cfg.train.seed)
     if cfg.train.bucket_by_length:
         sampler = LengthBucketSampler(dataset.lengths(), cfg.train.batch_size, seed=cfg.train.seed)
-        # its own generator: the loader draws a seed from it at every epoch's start, which would
-        # otherwise come from torch's global generator and shift the dropout stream of a resumed run
-        loader_generator = torch.Generator().manual_seed(cfg.train.seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=loader_generator)
-    # the shuffle has a generator of its own (checkpointed by _TrainingRandomness), apart from the
-    # loader's, which the loader draws from when an epoch's iterator is made, before a resume restores it
     shuffle = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.train.seed))
     return DataLoader(
         dataset,
         batch_size=cfg.train.batch_size,
         sampler=shuffle,
         collate_fn=collate,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
+        generator=loader_generator,
     )
 
 
