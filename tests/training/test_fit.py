@@ -122,3 +122,41 @@ def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
     assert [row["val_ndcg@10"] for row in resumed.history] == pytest.approx(
         [row["val_ndcg@10"] for row in straight.history], abs=1e-6
     )
+
+
+def test_ddp_processes_other_than_rank_0_draw_their_own_masks_and_negatives_but_one_shuffle():
+    """Every DDP process builds the same collator, shuffle and negative sampler from the seed. The
+    callback gives processes above rank 0 their own mask and negative streams (distinct from each
+    other and from rank 0's), the same on every start, and leaves the shuffle alone."""
+    from types import SimpleNamespace
+
+    from bert4rec.training.fit import _TrainingRandomness
+
+    def process(rank: int, epoch: int = 0, restored: bool = False) -> dict[str, list[int]]:
+        gens = {name: torch.Generator().manual_seed(7) for name in ("collator", "shuffle", "negatives")}
+        trainer = SimpleNamespace(
+            global_rank=rank,
+            current_epoch=epoch,
+            train_dataloader=SimpleNamespace(
+                collate_fn=SimpleNamespace(generator=gens["collator"]),
+                sampler=SimpleNamespace(generator=gens["shuffle"]),
+            ),
+            lightning_module=SimpleNamespace(sampler=SimpleNamespace(generator=gens["negatives"])),
+        )
+        callback = _TrainingRandomness(seed=7)
+        callback._restored = {"torch": torch.get_rng_state()} if restored else None
+        callback.on_train_start(trainer, None)
+        return {name: torch.randint(0, 10**6, (6,), generator=g).tolist() for name, g in gens.items()}
+
+    ranks = [process(rank) for rank in range(3)]
+    assert ranks[0] == {
+        name: torch.randint(0, 10**6, (6,), generator=torch.Generator().manual_seed(7)).tolist()
+        for name in ("collator", "shuffle", "negatives")
+    }  # rank 0 keeps the seed's
+    for name in ("collator", "negatives"):
+        assert len({tuple(r[name]) for r in ranks}) == 3
+    assert all(r["collator"] != r["negatives"] for r in ranks[1:])
+    assert len({tuple(r["shuffle"]) for r in ranks}) == 1
+    assert process(2) == ranks[2]
+    resumed = process(2, epoch=3, restored=True)  # rank > 0 reseeds from (seed, rank, epoch) on resume
+    assert resumed["collator"] != ranks[2]["collator"] and resumed["negatives"] != ranks[2]["negatives"]

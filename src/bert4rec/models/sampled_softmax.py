@@ -73,9 +73,6 @@ class NegativeSampler:
         probs[0] = 0.0
         return cls(probs, n_negatives, seed)
 
-    def reseed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-
     def sample(self, device: torch.device | str = "cpu") -> SampledNegatives:
         items = torch.multinomial(self.probs, self.n_negatives, replacement=True, generator=self.generator)
         return SampledNegatives(items, self.log_q[items]).to(device)

@@ -166,12 +166,13 @@ class _TrainingRandomness(Callback):
 
     Their states go into every checkpoint, so a resumed run draws what an uninterrupted one would
     have drawn instead of starting over from the seed. Under DDP every process builds the same
-    collator; the others get their own stream (rank 0 keeps the seed's, so one process trains
-    exactly as without DDP). Checkpoints hold rank 0's states; on resume the others reseed from
-    (seed, rank, epoch).
+    collator and negative sampler; the others get their own streams (rank 0 keeps the seed's, so one
+    process trains exactly as without DDP). Checkpoints hold rank 0's states; on resume the others
+    reseed from (seed, rank, epoch).
     """
 
     KEY = "training_randomness"
+    PER_RANK = ("collator", "negatives")
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -213,10 +214,20 @@ class _TrainingRandomness(Callback):
                     torch.set_rng_state(state)
                 elif name in generators:
                     generators[name].set_state(state)
-        elif trainer.global_rank > 0 and "collator" in generators:
-            entropy = [self.seed, trainer.global_rank] + ([trainer.current_epoch] if self._restored else [])
-            generators["collator"].manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        elif trainer.global_rank > 0:
+            self.seed_other_rank(
+                generators, trainer.global_rank, trainer.current_epoch if self._restored else None
+            )
         self._restored = None
+
+    def seed_other_rank(self, generators: dict[str, torch.Generator], rank: int, epoch: int | None) -> None:
+        """DDP: every process builds the same collator and negative sampler; a process other than rank
+        0 gets its own stream for each, from (seed, rank, stream) and, on resume, the epoch. The
+        shuffle is left alone: a DistributedSampler needs the same order on every process."""
+        for stream, name in enumerate(self.PER_RANK):
+            if name in generators:
+                entropy = [self.seed, rank, stream, *([] if epoch is None else [epoch])]
+                generators[name].manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
 def fit_transformer(

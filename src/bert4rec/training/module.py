@@ -82,8 +82,6 @@ class SequenceModule(L.LightningModule):
         return self._trainer is not None and self.trainer.world_size > 1
 
     def on_train_start(self) -> None:
-        if self.sampler is not None and self.global_rank > 0:  # DDP: each process its own negatives
-            self.sampler.reseed(self.cfg.seed + 1_000_003 * self.global_rank)
         self._fit_start = time.perf_counter()
         self._start_step = self.global_step  # > 0 after a resume
 
