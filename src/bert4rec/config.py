@@ -76,6 +76,12 @@ class ModelConfig(_Strict):
     num_layers: int = Field(default=2, ge=1)
     num_heads: int = Field(default=2, ge=1)
     ffn_multiplier: int = Field(default=4, ge=1)
+    block: Literal["pre_ln", "ligr"] = Field(
+        default="pre_ln",
+        description="pre_ln: pre-LayerNorm Transformer block (GELU feed-forward); ligr: LiGR block "
+        "as in eSASRec (RecSys 2025): each sub-layer's output is scaled by a sigmoid gate computed "
+        "from the block input before it joins the residual stream, and the feed-forward is SwiGLU.",
+    )
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     attention_dropout: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Off by default: its random mask costs ~28% of a CPU step."

@@ -66,3 +66,20 @@ def test_serve_backend_onnx_builds_the_app(tiny_artifact, monkeypatch):
         torch.set_num_threads(before)
     assert result.exit_code == 0, result.output
     assert calls[0].state.recommender.backend == "onnx"
+
+
+def test_a_ligr_model_exports_and_scores_like_eager():
+    """OnnxScorer checks its export against eager PyTorch at construction (and raises if they
+    differ); the LiGR block's gates and SwiGLU must survive the export."""
+    import torch
+
+    from bert4rec.config import ModelConfig
+    from bert4rec.inference.onnx_backend import OnnxScorer
+    from bert4rec.models import SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(max_len=12, hidden_size=16, num_heads=2, block="ligr"), n_items=30)
+    scorer = OnnxScorer(model, atol=1e-5)
+    histories = [np.array([3, 4, 5]), np.arange(1, 20) % 30 + 1]
+    expected = model.eval().predict(torch.tensor([[0] * 9 + [3, 4, 5], list(range(9, 21))]))
+    np.testing.assert_allclose(scorer.score(np.arange(2), histories).numpy(), expected.numpy(), atol=1e-5)

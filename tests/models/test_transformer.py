@@ -61,10 +61,12 @@ def test_build_transformer_rejects_unknown_types():
         build_transformer("gru4rec", CFG, 10)
 
 
-def test_model_learns_a_deterministic_next_item_rule():
-    """Overfit check: item i is always followed by i + 1; both models must learn it."""
+@pytest.mark.parametrize("block", ["pre_ln", "ligr"])
+def test_model_learns_a_deterministic_next_item_rule(block):
+    """Overfit check: item i is always followed by i + 1; both models must learn it, with either block."""
     torch.manual_seed(0)
-    for model in (BERT4Rec(CFG, n_items=20), SASRec(CFG, n_items=20)):
+    cfg = CFG.model_copy(update={"block": block})
+    for model in (BERT4Rec(cfg, n_items=20), SASRec(cfg, n_items=20)):
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         starts = torch.randint(1, 10, (64,))
         seq = starts[:, None] + torch.arange(6)[None]  # (64, 6) items 1..15
@@ -75,3 +77,25 @@ def test_model_learns_a_deterministic_next_item_rule():
             loss.backward()
             opt.step()
         assert_predicts_next_item(model, mask_idx=21)
+
+
+def test_ligr_block_gates_each_sublayer_and_uses_a_swiglu_feed_forward():
+    """The LiGR block adds two D x D gates per layer and swaps the GELU feed-forward (two biased
+    D x 4D matrices) for SwiGLU (three unbiased ones); a closed gate passes the stream through."""
+    D, inner = CFG.hidden_size, CFG.ffn_multiplier * CFG.hidden_size
+    plain = SASRec(CFG, n_items=30)
+    ligr = SASRec(CFG.model_copy(update={"block": "ligr"}), n_items=30).eval()
+    per_layer = 2 * (D * D + D) + 3 * D * inner - (2 * D * inner + inner + D)
+    assert ligr.num_parameters() - plain.num_parameters() == CFG.num_layers * per_layer
+
+    block, x = ligr.blocks[0], torch.randn(2, 5, D)
+    mask = torch.ones(1, 1, 5, 5, dtype=torch.bool)
+    with torch.no_grad():
+        for gate in (block.attn_gate, block.ffn_gate):
+            gate.weight.zero_()
+            gate.bias.fill_(-1e4)  # sigmoid -> 0: both sub-layers switched off
+    torch.testing.assert_close(block(x, mask), x)
+    with torch.no_grad():
+        block.attn_gate.bias.fill_(1e4)  # attention fully on, feed-forward off
+    expected = x + block.attn(block.ln1(x), mask)
+    torch.testing.assert_close(block(x, mask), expected)

@@ -52,19 +52,46 @@ class FeedForward(nn.Module):
         return self.dropout(self.out(F.gelu(self.fc(x))))
 
 
-class Block(nn.Module):
-    """Pre-LayerNorm Transformer block (more stable at higher learning rates than post-LN)."""
+class SwiGLUFeedForward(nn.Module):
+    """Gated feed-forward (SwiGLU, Shazeer 2020): silu(x W_gate) * (x W_up), then W_out; no biases.
+    Gate and up projections are one matmul."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        inner = cfg.ffn_multiplier * cfg.hidden_size
+        self.gate_up = nn.Linear(cfg.hidden_size, 2 * inner, bias=False)
+        self.out = nn.Linear(inner, cfg.hidden_size, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.dropout(self.out(F.silu(gate) * up))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block (more stable at higher learning rates than post-LN).
+
+    `cfg.block == "ligr"` makes it the LiGR block of eSASRec: the attention and feed-forward outputs
+    are each multiplied by sigmoid(x W + b) of the stream entering that sub-layer before they are
+    added to it, and the feed-forward is SwiGLU.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        gated = cfg.block == "ligr"
         self.ln1 = nn.LayerNorm(cfg.hidden_size)
         self.attn = SelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.hidden_size)
-        self.ffn = FeedForward(cfg)
+        self.ffn = SwiGLUFeedForward(cfg) if gated else FeedForward(cfg)
+        self.attn_gate = nn.Linear(cfg.hidden_size, cfg.hidden_size) if gated else None
+        self.ffn_gate = nn.Linear(cfg.hidden_size, cfg.hidden_size) if gated else None
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), attn_mask)
-        return x + self.ffn(self.ln2(x))
+        if self.attn_gate is None or self.ffn_gate is None:
+            x = x + self.attn(self.ln1(x), attn_mask)
+            return x + self.ffn(self.ln2(x))
+        x = x + torch.sigmoid(self.attn_gate(x)) * self.attn(self.ln1(x), attn_mask)
+        return x + torch.sigmoid(self.ffn_gate(x)) * self.ffn(self.ln2(x))
 
 
 class SequenceTransformer(nn.Module):
