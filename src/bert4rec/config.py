@@ -155,6 +155,13 @@ class TrainConfig(_Strict):
         default="popularity",
         description="Where the sampled loss draws negatives from: training popularity or uniform.",
     )
+    ema_decay: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Keep an exponential moving average of the weights (decay per optimizer step, e.g. "
+        "0.99) and validate, checkpoint and return it instead of the raw weights; None = off.",
+    )
     patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
     max_minutes: float | None = Field(default=None, gt=0.0, description="Wall-clock training budget.")
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")

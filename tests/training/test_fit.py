@@ -5,8 +5,9 @@ from helpers import tiny_config
 
 from bert4rec.config import TrainConfig
 from bert4rec.errors import TrainingDivergedError
+from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.models import BERT4Rec
-from bert4rec.training.fit import fit_transformer, make_train_loader
+from bert4rec.training.fit import ValidationNDCG, fit_transformer, make_train_loader, validation_users
 from bert4rec.training.module import SequenceModule
 
 
@@ -91,9 +92,12 @@ def test_time_budget_shortens_the_lr_schedule_to_what_fits(tiny_prepared):
     assert no_budget.total_steps == 10_000
 
 
-@pytest.mark.parametrize(("bucket_by_length", "loss"), [(True, "full"), (False, "full"), (True, "sampled")])
+@pytest.mark.parametrize(
+    ("bucket_by_length", "loss", "ema_decay"),
+    [(True, "full", None), (False, "full", None), (True, "sampled", None), (True, "full", 0.9)],
+)
 def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
-    tmp_path, tiny_prepared, monkeypatch, bucket_by_length, loss
+    tmp_path, tiny_prepared, monkeypatch, bucket_by_length, loss, ema_decay
 ):
     """Dropout, the Cloze masks, the batch order and the sampled negatives continue from the
     checkpoint instead of restarting from the seed: stopping after epoch 0 and resuming gives the
@@ -101,7 +105,12 @@ def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
     import bert4rec.training.fit as fit_module
 
     cfg = tiny_config(
-        epochs=3, bucket_by_length=bucket_by_length, patience=10, loss=loss, n_negatives_train=20
+        epochs=3,
+        bucket_by_length=bucket_by_length,
+        patience=10,
+        loss=loss,
+        n_negatives_train=20,
+        ema_decay=ema_decay,
     )
     straight = fit_transformer(tiny_prepared.split, cfg, tmp_path / "straight", progress=False)
 
@@ -160,3 +169,34 @@ def test_ddp_processes_other_than_rank_0_draw_their_own_masks_and_negatives_but_
     assert process(2) == ranks[2]
     resumed = process(2, epoch=3, restored=True)  # rank > 0 reseeds from (seed, rank, epoch) on resume
     assert resumed["collator"] != ranks[2]["collator"] and resumed["negatives"] != ranks[2]["negatives"]
+
+
+def test_ema_averages_the_weights_and_is_what_gets_validated_and_returned(tmp_path, tiny_prepared):
+    """train.ema_decay: after each step the average moves (1 - decay) of the way to the weights
+    (the first step copies them); validation, the best checkpoint and the returned model use it."""
+    model = BERT4Rec(tiny_config().model, n_items=20)
+    module = SequenceModule(model, TrainConfig(ema_decay=0.9), total_steps=10)
+    weight = model.item_emb.weight
+    with torch.no_grad():
+        weight.fill_(1.0)
+        module.on_train_batch_end(None, None, 0)
+        weight.fill_(3.0)
+        module.on_train_batch_end(None, None, 1)
+    assert module.evaluated_model is not model
+    torch.testing.assert_close(
+        module.evaluated_model.item_emb.weight, torch.full_like(weight, 0.9 * 1 + 0.1 * 3)
+    )
+
+    cfg = tiny_config(epochs=2, ema_decay=0.9)
+    result = fit_transformer(tiny_prepared.split, cfg, tmp_path / "ema", progress=False)
+    state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    averaged = {k.removeprefix("ema.module."): v for k, v in state.items() if k.startswith("ema.module.")}
+    raw = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    assert averaged.keys() == raw.keys() == result.model.state_dict().keys()
+    assert not torch.equal(averaged["blocks.0.ffn.fc.weight"], raw["blocks.0.ffn.fc.weight"])
+    for name, value in result.model.state_dict().items():
+        torch.testing.assert_close(value, averaged[name])
+    validate = ValidationNDCG(
+        Evaluator(tiny_prepared.split, cfg.eval), validation_users(tiny_prepared.split, None, 0)
+    )
+    assert validate(result.model) == pytest.approx(result.best_val_ndcg10, abs=1e-6)

@@ -244,7 +244,8 @@ def fit_transformer(
     Checkpoints go to `run_dir/checkpoints` (best and last); metrics per epoch to `run_dir/logs`
     (CSV, always) and to any extra `loggers` (experiment trackers). With `resume=True` training
     continues from `checkpoints/last.ckpt` if it exists. The returned model holds the best
-    validation weights. Under DDP the other processes get `is_global_zero=False` and no weights.
+    validation weights (with train.ema_decay: the best moving average). Under DDP the other
+    processes get `is_global_zero=False` and no weights.
     `content`: the (n_items + 2, model.content_dim) item text vectors a `model.content_fusion` model
     needs (`bert4rec.pipeline.content_vectors`).
     """
@@ -327,6 +328,7 @@ def fit_transformer(
         # our own checkpoint, written by this process; it holds Lightning's loop state objects
         state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    model = module.evaluated_model  # the moving average with train.ema_decay
     history = read_history(Path(run_dir) / "logs")
     # after ddp_spawn this (main) process did not run the loop: epochs and best score come from the logs
     best = checkpoint.best_model_score

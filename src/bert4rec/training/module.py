@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bert4rec.config import TrainConfig
 from bert4rec.errors import TrainingDivergedError
@@ -39,6 +40,23 @@ class SequenceModule(L.LightningModule):
         self.sampler = sampler
         self._planned_steps = self.total_steps
         self._positions_seen, self._batches_seen = 0, 0  # for train.loss_weighting='position'
+        # train.ema_decay: torch's AveragedModel keeps the moving average; as a submodule it is saved
+        # in (and resumed from) every checkpoint, and the optimiser never sees it
+        self.ema: AveragedModel | None = None
+        if cfg.ema_decay is not None:
+            self.ema = AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+            )
+            self.ema.requires_grad_(False)
+
+    @property
+    def evaluated_model(self) -> SequenceTransformer:
+        """The weights validated and kept: the moving average with train.ema_decay, else the model."""
+        return self.model if self.ema is None else self.ema.module  # type: ignore[return-value]
+
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
@@ -96,7 +114,7 @@ class SequenceModule(L.LightningModule):
         self.fit_schedule_to_time_budget(self.global_step, self.global_step - self._start_step, elapsed)
         # runs before the monitoring callbacks (EarlyStopping, ModelCheckpoint) of this epoch
         if self.validate is not None:
-            self.log(VAL_METRIC, self.validate(self.model), prog_bar=True, sync_dist=True)
+            self.log(VAL_METRIC, self.validate(self.evaluated_model), prog_bar=True, sync_dist=True)
 
     def fit_schedule_to_time_budget(self, global_step: int, steps_done: int, elapsed: float) -> None:
         """With a wall-clock budget (train.max_minutes) the run stops long before `epochs` would end,
