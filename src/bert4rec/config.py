@@ -309,7 +309,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "n_negatives_train": 1024,
             "limit_val_users": 10000,
         },
-        "per_model": {"bert4rec": {"train": {"lr": 4e-3}}, "sasrec": {"train": {"loss": "full"}}},
+        # Weighting every position alike (as on ML-1M) lifted SASRec from 0.0279 to 0.0343 test
+        # NDCG@10 in 25 min, above the published SASRec+ 0.0327 (beauty-sasrec-position-weighting.md)
+        "per_model": {
+            "bert4rec": {"train": {"lr": 4e-3}},
+            "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},
+        },
     },
     "demo": {  # generated data, trains in seconds
         "data": {"dataset": "generated"},
