@@ -200,3 +200,17 @@ def test_ema_averages_the_weights_and_is_what_gets_validated_and_returned(tmp_pa
         Evaluator(tiny_prepared.split, cfg.eval), validation_users(tiny_prepared.split, None, 0)
     )
     assert validate(result.model) == pytest.approx(result.best_val_ndcg10, abs=1e-6)
+
+
+def test_resume_works_when_train_ema_decay_was_switched_on_or_off(tmp_path, tiny_prepared):
+    plain, ema = tiny_config(epochs=1), tiny_config(epochs=2, ema_decay=0.9)
+    fit_transformer(tiny_prepared.split, plain, tmp_path / "on", progress=False)
+    switched_on = fit_transformer(tiny_prepared.split, ema, tmp_path / "on", resume=True, progress=False)
+    assert [row["epoch"] for row in switched_on.history] == [0, 1]
+    fit_transformer(
+        tiny_prepared.split, tiny_config(epochs=1, ema_decay=0.9), tmp_path / "off", progress=False
+    )
+    switched_off = fit_transformer(
+        tiny_prepared.split, tiny_config(epochs=2), tmp_path / "off", resume=True, progress=False
+    )
+    assert [row["epoch"] for row in switched_off.history] == [0, 1]

@@ -326,8 +326,9 @@ def fit_transformer(
     best_path = checkpoint.best_model_path
     if best_path and Path(best_path).exists():
         # our own checkpoint, written by this process; it holds Lightning's loop state objects
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+        best_checkpoint = torch.load(best_path, map_location="cpu", weights_only=False)
+        module.on_load_checkpoint(best_checkpoint)  # as on resume: the best may predate train.ema_decay
+        module.load_state_dict(best_checkpoint["state_dict"])
     model = module.evaluated_model  # the moving average with train.ema_decay
     history = read_history(Path(run_dir) / "logs")
     # after ddp_spawn this (main) process did not run the loop: epochs and best score come from the logs

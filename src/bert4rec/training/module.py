@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -57,6 +58,19 @@ class SequenceModule(L.LightningModule):
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """--resume across a change of train.ema_decay: a checkpoint without an average starts one
+        from its weights (as the first step would); an average nobody asked for is dropped."""
+        state = checkpoint["state_dict"]
+        if self.ema is not None and "ema.n_averaged" not in state:
+            state.update(
+                {f"ema.module.{k[len('model.') :]}": v for k, v in state.items() if k.startswith("model.")}
+            )
+            state["ema.n_averaged"] = torch.tensor(1, dtype=torch.long)
+        elif self.ema is None:
+            for key in [k for k in state if k.startswith("ema.")]:
+                del state[key]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
