@@ -124,11 +124,11 @@ def test_explicit_settings_beat_the_presets_per_model_defaults():
     assert both.for_model("sasrec").model.max_len == 100
 
 
-def test_beauty_preset_trains_sasrec_with_the_full_softmax_and_position_weighting():
+def test_beauty_preset_weights_positions_alike_with_each_models_loss():
     beauty = build_config("beauty", {"data": {"path": "beauty.txt.gz"}})
     sasrec, bert = beauty.for_model("sasrec").train, beauty.for_model("bert4rec").train
     assert (sasrec.loss, sasrec.loss_weighting) == ("full", "position")
-    assert (bert.loss, bert.loss_weighting) == ("sampled", "batch")
+    assert (bert.loss, bert.loss_weighting) == ("sampled", "position")
     mine = build_config("beauty", {"data": {"path": "b.txt"}, "train": {"loss_weighting": "batch"}})
     assert mine.for_model("sasrec").train.loss_weighting == "batch"  # an explicit setting wins
 
