@@ -131,6 +131,12 @@ class TrainConfig(_Strict):
     )
     # sliding windows over long histories
     window_step: int | None = Field(default=None, ge=1, description="Stride between windows; None = max_len.")
+    windows_per_user: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only each user's most recent windows (1: the last max_len items, as RecTools "
+        "trains); None = cover the whole history.",
+    )
     bucket_by_length: bool = Field(
         default=True,
         description="Batch windows of similar length so short histories are not padded to max_len.",

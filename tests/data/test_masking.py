@@ -29,6 +29,13 @@ def test_sliding_windows_cover_recent_and_old_history():
     ]  # user 3 (1 item) has nothing to learn
 
 
+@pytest.mark.parametrize(("max_per_user", "user2_ends"), [(1, [25]), (2, [25, 20]), (9, [25, 20, 15, 10])])
+def test_sliding_windows_keep_only_the_most_recent_per_user(max_per_user, user2_ends):
+    users, ends = sliding_windows(np.array([3, 10, 25, 1]), window=10, step=5, max_per_user=max_per_user)
+    assert ends[users == 2].tolist() == user2_ends
+    assert ends[users != 2].tolist() == [3, 10]  # users with one window keep it
+
+
 def test_window_dataset_slices_at_most_window_items():
     seqs = [np.arange(1, 26)]
     ds = WindowDataset(seqs, window=10, step=5)

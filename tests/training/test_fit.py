@@ -45,6 +45,18 @@ def test_training_is_reproducible_for_a_seed(tmp_path, tiny_prepared):
         torch.testing.assert_close(pa, pb)
 
 
+def test_windows_per_user_trains_on_the_most_recent_window_only(tiny_prepared):
+    split = tiny_prepared.split
+    all_windows = make_train_loader(split, tiny_config()).dataset
+    recent = make_train_loader(split, tiny_config(windows_per_user=1)).dataset
+    with_history = [u for u, seq in enumerate(split.train) if len(seq) >= 2]
+    assert len(all_windows) > len(recent)  # the generated histories are longer than max_len
+    assert sorted(recent.users.tolist()) == with_history
+    for i in range(len(recent)):
+        u, window = recent[i]
+        assert window.tolist() == split.train[u][-recent.window :].tolist()
+
+
 def test_nan_loss_stops_training_with_an_explanation(tiny_prepared):
     cfg = tiny_config()
     model = BERT4Rec(cfg.model, tiny_prepared.split.n_items)

@@ -24,12 +24,15 @@ from torch.utils.data import Dataset, Sampler
 from bert4rec.data.vocab import PAD
 
 
-def sliding_windows(lengths: np.ndarray, window: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+def sliding_windows(
+    lengths: np.ndarray, window: int, step: int, max_per_user: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(user, end) pairs covering each sequence with windows of `window` items ending at `end`.
 
     A sequence of length n <= window gives one window (the whole sequence); longer ones give windows
     ending at n, n - step, ... while the window still holds `window` items, so the most recent part
-    is always included and older history is still seen.
+    is always included and older history is still seen. `max_per_user` keeps only each user's most
+    recent windows (1: the last `window` items, as RecTools and the Dross-loss paper's code train).
     """
     users, ends = [], []
     for u, n in enumerate(lengths):
@@ -37,22 +40,29 @@ def sliding_windows(lengths: np.ndarray, window: int, step: int) -> tuple[np.nda
             continue
         users.append(u)
         ends.append(n)
-        end = n - step
-        while end >= window:
+        end, kept = n - step, 1
+        while end >= window and (max_per_user is None or kept < max_per_user):
             users.append(u)
             ends.append(end)
             end -= step
+            kept += 1
     return np.asarray(users, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
 class WindowDataset(Dataset[tuple[int, np.ndarray]]):
     """Training windows over per-user sequences; item i is (user index, item index array)."""
 
-    def __init__(self, sequences: Sequence[np.ndarray], window: int, step: int | None = None) -> None:
+    def __init__(
+        self,
+        sequences: Sequence[np.ndarray],
+        window: int,
+        step: int | None = None,
+        max_per_user: int | None = None,
+    ) -> None:
         self.sequences = sequences
         self.window = window
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        self.users, self.ends = sliding_windows(lengths, window, step or window)
+        self.users, self.ends = sliding_windows(lengths, window, step or window, max_per_user)
 
     def __len__(self) -> int:
         return len(self.users)
