@@ -211,15 +211,13 @@ class SequenceTransformer(nn.Module):
         With `negatives` (K shared sampled items, see `bert4rec.models.sampled_softmax`) the loss is
         the logQ-corrected sampled softmax instead and the logits are (N, 1 + K), target first.
         Without labels returns (scores of the last position (B, n_items + 1), None)."""
-        hidden = self.encode(seq, users)  # (B, L, D)
         if labels is None:
-            return self.logits(hidden[:, -1]), None
-        selected = labels > 0
+            return self.logits(self.encode(seq, users)[:, -1]), None
+        hidden, targets = self._labelled(seq, labels, users)
         if negatives is not None:
-            return self._sampled(hidden[selected], labels[selected], negatives)
-        logits = self.logits(hidden[selected])  # (N, n_items + 1)
-        loss = F.cross_entropy(logits, labels[selected])
-        return logits, loss
+            return self._sampled(hidden, targets, negatives)
+        logits = self.logits(hidden)  # (N, n_items + 1)
+        return logits, F.cross_entropy(logits, targets)
 
     def loss(
         self,
@@ -231,11 +229,17 @@ class SequenceTransformer(nn.Module):
         """The training loss alone: `forward`'s loss, without building logits nobody reads. The full
         softmax goes through `linear_cross_entropy`, which never holds the (N, n_items + 1) logit
         matrix (same value up to rounding; a 1.7x faster SASRec step on CPU)."""
-        hidden = self.encode(seq, users)
-        selected = labels > 0
+        hidden, targets = self._labelled(seq, labels, users)
         if negatives is not None:
-            return self._sampled(hidden[selected], labels[selected], negatives)[1]
-        return linear_cross_entropy(hidden[selected], self.item_weights(), self.head_bias, labels[selected])
+            return self._sampled(hidden, targets, negatives)[1]
+        return linear_cross_entropy(hidden, self.item_weights(), self.head_bias, targets)
+
+    def _labelled(
+        self, seq: torch.Tensor, labels: torch.Tensor, users: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) hidden states of the positions with a target (label > 0) and their (N,) targets."""
+        selected = labels > 0
+        return self.encode(seq, users)[selected], labels[selected]
 
     def _sampled(
         self, hidden: torch.Tensor, targets: torch.Tensor, negatives: SampledNegatives
