@@ -138,7 +138,9 @@ def training_sequences(split: SequenceSplit, model_type: str, cfg: ExperimentCon
     if mode == "users":
         return list(split.train)
     window = cfg.model.max_len if model_type == "bert4rec" else cfg.model.max_len + 1
-    dataset = WindowDataset(split.train, window, cfg.train.window_step, cfg.train.windows_per_user)
+    dataset = WindowDataset(
+        split.train, window, cfg.train.window_step, cfg.train.windows_per_user, cfg.train.windows_cover_start
+    )
     return [dataset[i][1] for i in range(len(dataset))]
 
 

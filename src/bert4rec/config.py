@@ -135,7 +135,12 @@ class TrainConfig(_Strict):
         default=None,
         ge=1,
         description="Keep only each user's most recent windows (1: the last max_len items, as RecTools "
-        "trains); None = cover the whole history.",
+        "trains); None = all windows back to the oldest items.",
+    )
+    windows_cover_start: bool = Field(
+        default=False,
+        description="Add a window over the first max_len items of each longer history: the stride "
+        "otherwise leaves up to max_len - 1 of the oldest items out of training.",
     )
     bucket_by_length: bool = Field(
         default=True,

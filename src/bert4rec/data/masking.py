@@ -25,14 +25,20 @@ from bert4rec.data.vocab import PAD
 
 
 def sliding_windows(
-    lengths: np.ndarray, window: int, step: int, max_per_user: int | None = None
+    lengths: np.ndarray,
+    window: int,
+    step: int,
+    max_per_user: int | None = None,
+    cover_start: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(user, end) pairs covering each sequence with windows of `window` items ending at `end`.
 
     A sequence of length n <= window gives one window (the whole sequence); longer ones give windows
     ending at n, n - step, ... while the window still holds `window` items, so the most recent part
-    is always included and older history is still seen. `max_per_user` keeps only each user's most
-    recent windows (1: the last `window` items, as RecTools and the Dross-loss paper's code train).
+    is always included and older history is still seen. That leaves out up to `window - 1` of the
+    oldest items; `cover_start` adds a window over the first `window` items to train on them too.
+    `max_per_user` keeps only each user's most recent windows (1: the last `window` items, as
+    RecTools and the Dross-loss paper's code train) and wins over `cover_start`.
     """
     users, ends = [], []
     for u, n in enumerate(lengths):
@@ -46,6 +52,9 @@ def sliding_windows(
             ends.append(end)
             end -= step
             kept += 1
+        if cover_start and ends[-1] > window and (max_per_user is None or kept < max_per_user):
+            users.append(u)
+            ends.append(window)
     return np.asarray(users, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
@@ -58,11 +67,12 @@ class WindowDataset(Dataset[tuple[int, np.ndarray]]):
         window: int,
         step: int | None = None,
         max_per_user: int | None = None,
+        cover_start: bool = False,
     ) -> None:
         self.sequences = sequences
         self.window = window
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        self.users, self.ends = sliding_windows(lengths, window, step or window, max_per_user)
+        self.users, self.ends = sliding_windows(lengths, window, step or window, max_per_user, cover_start)
 
     def __len__(self) -> int:
         return len(self.users)

@@ -63,7 +63,9 @@ def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader
     """Windows over the training sequences with the model's collator (Cloze masking or next item)."""
     bert = cfg.model_type == "bert4rec"
     window = cfg.model.max_len if bert else cfg.model.max_len + 1
-    dataset = WindowDataset(split.train, window, cfg.train.window_step, cfg.train.windows_per_user)
+    dataset = WindowDataset(
+        split.train, window, cfg.train.window_step, cfg.train.windows_per_user, cfg.train.windows_cover_start
+    )
     if len(dataset) == 0:
         from bert4rec.errors import DataError
 
