@@ -105,6 +105,12 @@ def test_explicit_settings_beat_the_presets_per_model_defaults():
     assert preset.for_model("sasrec").model.max_len == 200
     assert preset.for_model("sasrec").train.lr == pytest.approx(2e-3)
     assert preset.for_model("sasrec").model.hidden_size == 128
+    assert preset.for_model("sasrec").train.batch_size == 64
+    assert preset.for_model("bert4rec").train.batch_size == 128
+    assert (
+        build_config("ml-1m", parse_overrides(["train.batch_size=256"])).for_model("sasrec").train.batch_size
+        == 256
+    )
     assert preset.for_model("bert4rec").model.hidden_size == 64
     width = build_config("ml-1m", parse_overrides(["model.hidden_size=96"]))
     assert width.for_model("sasrec").model.hidden_size == width.for_model("bert4rec").model.hidden_size == 96

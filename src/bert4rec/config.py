@@ -271,9 +271,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 0.2 scored 0.1692 and a narrower model (1 head, feed-forward 64) 0.1604, while width 128
         # reached 0.1800 (best validation 0.1808; 0.1793 with a 60-min budget) despite 0.6x the windows/s
         # (benchmarks/results/ml-1m-sasrec-30min-h128.md)
+        # Batches of 64 windows: the same windows/s, twice the optimizer steps (only ~1,100 steps of
+        # 128 fit in 30 min). Test NDCG@10 0.1818 / 0.1803 for seeds 42 / 43, against 0.1800 / 0.1767
+        # with 128; batches of 32 learned faster early but levelled off lower (0.1757)
+        # (benchmarks/results/ml-1m-sasrec-30min-h128-batch*.md)
         "per_model": {
             "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3}},
-            "sasrec": {"model": {"hidden_size": 128}, "train": {"lr": 2e-3, "loss_weighting": "position"}},
+            "sasrec": {
+                "model": {"hidden_size": 128},
+                "train": {"lr": 2e-3, "loss_weighting": "position", "batch_size": 64},
+            },
         },
     },
     "video-streaming": {  # long watch histories, strong sequential signal
