@@ -53,7 +53,6 @@ import torch
 from bert4rec.config import ExperimentConfig, build_config, parse_overrides
 from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
-from bert4rec.data.masking import WindowDataset
 from bert4rec.data.sequences import SequenceSplit, build_split
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.results import (
@@ -137,10 +136,9 @@ def training_sequences(split: SequenceSplit, model_type: str, cfg: ExperimentCon
     ("windows", one pseudo-user per window, so both see the same samples per epoch)."""
     if mode == "users":
         return list(split.train)
-    window = cfg.model.max_len if model_type == "bert4rec" else cfg.model.max_len + 1
-    dataset = WindowDataset(
-        split.train, window, cfg.train.window_step, cfg.train.windows_per_user, cfg.train.windows_cover_start
-    )
+    from bert4rec.training.fit import train_windows
+
+    dataset = train_windows(split, cfg.model_copy(update={"model_type": model_type}))
     return [dataset[i][1] for i in range(len(dataset))]
 
 

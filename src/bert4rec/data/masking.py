@@ -40,21 +40,18 @@ def sliding_windows(
     `max_per_user` keeps only each user's most recent windows (1: the last `window` items, as
     RecTools and the Dross-loss paper's code train) and wins over `cover_start`.
     """
+    cap = float("inf") if max_per_user is None else max_per_user
     users, ends = [], []
     for u, n in enumerate(lengths):
         if n < 2:
             continue
-        users.append(u)
-        ends.append(n)
-        end, kept = n - step, 1
-        while end >= window and (max_per_user is None or kept < max_per_user):
-            users.append(u)
-            ends.append(end)
-            end -= step
-            kept += 1
-        if cover_start and ends[-1] > window and (max_per_user is None or kept < max_per_user):
-            users.append(u)
-            ends.append(window)
+        user_ends = [int(n)]
+        while user_ends[-1] - step >= window and len(user_ends) < cap:
+            user_ends.append(user_ends[-1] - step)
+        if cover_start and user_ends[-1] > window and len(user_ends) < cap:
+            user_ends.append(window)
+        users += [u] * len(user_ends)
+        ends += user_ends
     return np.asarray(users, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 

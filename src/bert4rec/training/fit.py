@@ -59,13 +59,18 @@ class FitResult:
     is_global_zero: bool = True  # False in the other DDP processes, which must not write results
 
 
+def train_windows(split: SequenceSplit, cfg: ExperimentConfig) -> WindowDataset:
+    """The training windows of `cfg.model_type`: max_len items for BERT4Rec, max_len + 1 for SASRec
+    (inputs and next-item labels), laid out by the train.window_* settings."""
+    window = cfg.model.max_len if cfg.model_type == "bert4rec" else cfg.model.max_len + 1
+    tc = cfg.train
+    return WindowDataset(split.train, window, tc.window_step, tc.windows_per_user, tc.windows_cover_start)
+
+
 def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader:
     """Windows over the training sequences with the model's collator (Cloze masking or next item)."""
     bert = cfg.model_type == "bert4rec"
-    window = cfg.model.max_len if bert else cfg.model.max_len + 1
-    dataset = WindowDataset(
-        split.train, window, cfg.train.window_step, cfg.train.windows_per_user, cfg.train.windows_cover_start
-    )
+    dataset = train_windows(split, cfg)
     if len(dataset) == 0:
         from bert4rec.errors import DataError
 
