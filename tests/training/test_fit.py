@@ -201,7 +201,7 @@ def test_ema_averages_the_weights_and_is_what_gets_validated_and_returned(tmp_pa
 
     cfg = tiny_config(epochs=2, ema_decay=0.9)
     result = fit_transformer(tiny_prepared.split, cfg, tmp_path / "ema", progress=False)
-    state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     averaged = {k.removeprefix("ema.module."): v for k, v in state.items() if k.startswith("ema.module.")}
     raw = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     assert averaged.keys() == raw.keys() == result.model.state_dict().keys()
