@@ -42,7 +42,9 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path, tiny_prepared
     marker = tmp_path / "pwned"
     _malicious_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", marker)
     with pytest.raises(ArtifactError, match="not a plain weights checkpoint") as err:
-        fit_transformer(tiny_prepared.split, tiny_config(epochs=1), tmp_path / "run", resume=True, progress=False)
+        fit_transformer(
+            tiny_prepared.split, tiny_config(epochs=1), tmp_path / "run", resume=True, progress=False
+        )
     assert "\n" not in str(err.value)
     assert not marker.exists()
 
@@ -77,7 +79,9 @@ def test_resume_refuses_a_checkpoint_naming_files_outside_the_run(tmp_path, tiny
     victim.write_text("keep me")
     checkpoint = torch.load(last, weights_only=True)
     key = next(k for k in checkpoint["callbacks"] if k.startswith("ModelCheckpoint"))
-    checkpoint["callbacks"][key]["best_k_models"] = {str(run / "checkpoints" / ".." / ".." / "victim.txt"): 1.0}
+    checkpoint["callbacks"][key]["best_k_models"] = {
+        str(run / "checkpoints" / ".." / ".." / "victim.txt"): 1.0
+    }
     torch.save(checkpoint, last)
     before = last.read_bytes()
     with pytest.raises(ArtifactError, match="refers to a file outside"):
@@ -96,7 +100,16 @@ def test_cli_resume_with_a_malicious_checkpoint_prints_one_line(tmp_path):
     out = tmp_path / "run"
     marker = tmp_path / "pwned"
     _malicious_checkpoint(out / "bert4rec" / "checkpoints" / "last.ckpt", marker)
-    args = ["--preset", "demo", "--set", "data.n_users=60", "--set", "data.n_items=30", "--set", "model.max_len=8"]
+    args = [
+        "--preset",
+        "demo",
+        "--set",
+        "data.n_users=60",
+        "--set",
+        "data.n_items=30",
+        "--set",
+        "model.max_len=8",
+    ]
     result = CliRunner().invoke(app, ["train", *args, "--out", str(out), "--resume", "--no-progress"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

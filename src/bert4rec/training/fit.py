@@ -404,7 +404,7 @@ def _checkpoint_paths(checkpoint: dict[str, Any]) -> list[object]:
     """Every file name a ModelCheckpoint callback state in `checkpoint` holds ("" for none)."""
     names: list[object] = []
     callbacks = checkpoint.get("callbacks")
-    for key, state in (callbacks.items() if isinstance(callbacks, dict) else []):
+    for key, state in callbacks.items() if isinstance(callbacks, dict) else []:
         if not (isinstance(key, str) and key.startswith("ModelCheckpoint") and isinstance(state, dict)):
             continue
         for field_name in ("best_model_path", "kth_best_model_path", "last_model_path"):
