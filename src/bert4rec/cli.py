@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge, load_config, parse_overrides
@@ -90,7 +91,7 @@ def _stats_table(stats: dict[str, Any], seconds: float) -> Table:
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for key, value in stats.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+        table.add_row(escape(str(key)), f"{value:,}" if isinstance(value, int) else escape(str(value)))
     return table
 
 
@@ -112,7 +113,7 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
     for r in records:
         m = r["metrics"]
         table.add_row(
-            r["model"],
+            escape(str(r["model"])),
             *[f"{m[mode][metric]:.4f}" for mode, metric in cols],
             f"{m.get('coverage@10', float('nan')):.3f}",
             f"{r['train_seconds']:.1f}",
@@ -121,12 +122,15 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
 
 
 def _recommendation_table(title: str, recs: Any) -> Table:
+    """`title` is markup the caller escaped; every item field is data and printed as it is."""
     table = Table(title=f"{title} (path: {recs.path}{', history truncated' if recs.truncated else ''})")
     for col in ("rank", "item_id", "title", "details", "score"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for r in recs.items:
         details = ", ".join(f"{k}: {v}" for k, v in r.metadata.items())
-        table.add_row(str(r.rank), str(r.item_id), r.title or "", details, f"{r.score:.3f}")
+        table.add_row(
+            str(r.rank), escape(str(r.item_id)), escape(r.title or ""), escape(details), f"{r.score:.3f}"
+        )
     return table
 
 
@@ -148,8 +152,23 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    """One line (never wrapped, never read as markup: messages quote ids and paths), exit code 2."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _remove_if_empty(out: Path, existed: bool) -> None:
+    """After a failed command: remove the run folder it created if it holds no file (a failed
+    training keeps its checkpoints for --resume)."""
+    if existed or not out.is_dir() or any(not p.is_dir() for p in out.rglob("*")):
+        return
+    try:
+        for folder in sorted(out.rglob("*"), key=lambda p: -len(p.parts)):
+            folder.rmdir()
+        out.rmdir()
+    except OSError:  # something appeared meanwhile: leave it
+        pass
 
 
 @app.command()
@@ -249,19 +268,24 @@ def compare(
     unknown = [m for m in names if m not in ALL_MODELS]
     if unknown or not names:
         _fail(Bert4RecError(f"unknown model(s) {unknown or names}; choose from {', '.join(ALL_MODELS)}"))
+    out_existed = out.exists()
     try:
         cfg = _config(
             preset, dataset, data_dir, path, config, [*(set_ or []), *_train_sets(logger, devices, strategy)]
         )
         prepared = prepare_data(cfg)
         console.print(_stats_table(prepared.stats, prepared.seconds))
+        from bert4rec.resources import check_split_memory
+
+        check_split_memory(cfg, names, prepared.split)  # every model, before the first one trains
         runs = []
         for name in names:
             console.rule(f"[bold]{name}")
             start = time.perf_counter()
             runs.append(train_and_evaluate(name, cfg, prepared, out, resume=resume, progress=progress))
             console.print(f"{name}: trained and evaluated in {time.perf_counter() - start:.1f} s")
-    except Bert4RecError as err:
+    except (Bert4RecError, OSError) as err:
+        _remove_if_empty(out, out_existed)
         _fail(err)
     if not all(r.is_global_zero for r in runs):
         return
@@ -269,17 +293,18 @@ def compare(
     _, table_path = write_records(records, out / "results", "results")
     console.print(_metrics_table(records))
     console.print(
-        f"results: {table_path} (JSON per model beside it); data fingerprint {prepared.split.fingerprint}"
+        f"results: {escape(str(table_path))} (JSON per model beside it); "
+        f"data fingerprint {prepared.split.fingerprint}"
     )
     if cfg.train.logger == "mlflow":
         from bert4rec.training.tracking import mlflow_uri
 
-        console.print(f"MLflow runs: mlflow ui --backend-store-uri {mlflow_uri(out)}")
+        console.print(f"MLflow runs: mlflow ui --backend-store-uri {escape(mlflow_uri(out))}")
     elif cfg.train.logger == "wandb":
-        console.print(f"wandb offline runs in {out / 'wandb'} (upload later with `wandb sync`)")
+        console.print(f"wandb offline runs in {escape(str(out / 'wandb'))} (upload later with `wandb sync`)")
     for run in runs:
         if run.artifact is not None:
-            console.print(f"saved {run.model_type} model to {run.artifact}")
+            console.print(f"saved {run.model_type} model to {escape(str(run.artifact))}")
             _show_examples(run.artifact, examples)
 
 
@@ -292,8 +317,10 @@ def _show_examples(artifact: Path, n: int) -> None:
     for user_id in rec.vocab.user_ids[:n]:
         history = rec.history(user_id)
         last = [rec.item_info(i).get(rec.bundle.display_col or "item_id", i) for i in history[-3:]]
-        console.print(f"user {user_id}: {len(history)} items, most recent: {'; '.join(map(str, last))}")
-        console.print(_recommendation_table(f"next for user {user_id}", rec.recommend_for_user(user_id, k=5)))
+        shown = escape("; ".join(map(str, last)))
+        console.print(f"user {escape(str(user_id))}: {len(history)} items, most recent: {shown}")
+        title = f"next for user {escape(str(user_id))}"
+        console.print(_recommendation_table(title, rec.recommend_for_user(user_id, k=5)))
 
 
 @app.command()
@@ -357,11 +384,13 @@ def recommend(
         if user is not None:
             if rec.vocab.has_user(user):
                 hist = rec.history(user)
-                console.print(f"user {user}: {len(hist)} items in history; last: {hist[-5:]}")
+                console.print(
+                    f"user {escape(user)}: {len(hist)} items in history; last: {escape(str(hist[-5:]))}"
+                )
             else:
-                console.print(f"user {user} is unknown: falling back to popularity")
+                console.print(f"user {escape(user)} is unknown: falling back to popularity")
             result = rec.recommend_for_user(user, k=k, filter_seen=not include_seen)
-            title = f"next for user {user}"
+            title = f"next for user {escape(user)}"
         else:
             ids = [s.strip() for s in (items or "").split(",") if s.strip()]
             result = rec.recommend_for_items(ids, k=k, filter_seen=not include_seen)
@@ -393,7 +422,7 @@ def report(
         path = write_report(run_dir, out, benchmarks, n_users=users, k=k)
     except Bert4RecError as err:
         _fail(err)
-    console.print(f"report: {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
+    console.print(f"report: {escape(str(path))} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
 
 
 @app.command()

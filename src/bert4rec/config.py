@@ -16,7 +16,8 @@ from bert4rec.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: a learning rate (or any float) of Infinity or NaN is an error, not a value
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 DatasetName = Literal["ml-1m", "ml-100k", "ml-20m", "ml-25m", "file", "generated"]
@@ -393,9 +394,14 @@ def build_config(preset: str | None = None, overrides: dict[str, Any] | None = N
     if overrides:
         raw = deep_merge(raw, overrides)
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err)) from None
+    from bert4rec.resources import check_config_memory
+
+    for model_type in dict.fromkeys([cfg.model_type, *cfg.per_model]):
+        check_config_memory(cfg.for_model(model_type))  # sizes that cannot fit: refused before allocating
+    return cfg
 
 
 def option_overrides(
@@ -420,12 +426,25 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, value = pair.split("=", 1)
         try:
             parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             parsed = value
+        parts = [part.strip() for part in key.strip().split(".")]
+        if not all(parts):
+            raise ConfigError(f"override {pair!r} has an empty field name; use section.field=value")
         node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                section = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"override {pair!r} sets a field of {section}, but another override set {section} "
+                    f"itself to {node!r}; {section} is a section: set its fields ({section}.field=value)"
+                )
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(parsed, dict):
+            raise ConfigError(
+                f"override {pair!r} replaces the section {key.strip()} whose fields other overrides set; "
+                f"set its fields instead ({key.strip()}.field=value)"
+            )
         node[parts[-1]] = parsed
     return out
 

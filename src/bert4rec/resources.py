@@ -16,6 +16,7 @@ from bert4rec.errors import Bert4RecError, ConfigError
 
 if TYPE_CHECKING:
     from bert4rec.config import ExperimentConfig
+    from bert4rec.data.sequences import SequenceSplit
 
 ENV = "BERT4REC_MEMORY_LIMIT_GB"
 GIB = 1 << 30
@@ -137,9 +138,27 @@ def training_memory(cfg: ExperimentConfig, n_items: int, n_users: int, longest: 
 
 def check_training_memory(cfg: ExperimentConfig, n_items: int, n_users: int, longest: int) -> None:
     """Refuse (ConfigError) before building a model that cannot be trained in the memory budget."""
+    least = config_parameters_lower_bound(cfg, n_items)
+    copies = TRAINING_COPIES + (1 if cfg.train.ema_decay else 0)
+    # sizes alone first: counting on the meta device cannot even describe some absurd shapes
+    check_memory(
+        least * FLOAT_BYTES * copies,
+        f"training {cfg.model_type} on {n_items:,} items",
+        what=f"{least:,}+ parameters (weights, gradients, optimizer state)",
+    )
     needed, params = training_memory(cfg, n_items, n_users, longest)
     check_memory(
         needed,
         f"training {cfg.model_type} on {n_items:,} items",
         what=f"{params:,} parameters (weights, gradients, optimizer state) and one batch of activations",
     )
+
+
+def check_split_memory(cfg: ExperimentConfig, model_types: list[str], split: SequenceSplit) -> None:
+    """`check_training_memory` for each Transformer of `model_types` on `split`, before any of them
+    trains (a compare fails at once rather than after training the first models)."""
+    longest = max((len(seq) for seq in split.train), default=1)
+    for model_type in model_types:
+        if model_type in ("bert4rec", "sasrec"):
+            model_cfg = cfg.for_model(model_type)  # type: ignore[arg-type]
+            check_training_memory(model_cfg, split.n_items, split.vocab.n_users, longest)

@@ -44,6 +44,7 @@ from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models import build_transformer
 from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.resources import check_training_memory
 from bert4rec.training.module import VAL_METRIC, SequenceModule
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,8 @@ def fit_transformer(
             "model.content_fusion is on but no item text vectors were given: pass content= "
             "(bert4rec.pipeline.content_vectors computes them) or set model.content_fusion=false"
         )
+    longest = max((len(seq) for seq in split.train), default=1)
+    check_training_memory(cfg, split.n_items, split.vocab.n_users, longest)  # before allocating anything
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
     loader = make_train_loader(split, cfg)
     validate = ValidationNDCG(
