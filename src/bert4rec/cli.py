@@ -275,7 +275,10 @@ def compare(
         )
         prepared = prepare_data(cfg)
         console.print(_stats_table(prepared.stats, prepared.seconds))
+        from bert4rec.data.interactions import require_rankable
         from bert4rec.resources import check_split_memory
+
+        require_rankable(prepared.split.n_items, cfg.eval.ks, prepared.interactions.source)
 
         check_split_memory(cfg, names, prepared.split)  # every model, before the first one trains
         runs = []
