@@ -2,6 +2,7 @@ import json
 
 from typer.testing import CliRunner
 
+from bert4rec.artifacts import bundle_version
 from bert4rec.cli import app
 
 runner = CliRunner()
@@ -56,7 +57,7 @@ def test_compare_prints_one_table_and_writes_results(tmp_path):
 def test_train_command_trains_bert4rec(tmp_path):
     result = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path), "--examples", "1"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "bert4rec" / "model" / "model.safetensors").exists()
+    assert (bundle_version(tmp_path / "bert4rec" / "model") / "model.safetensors").exists()
 
 
 def test_prepare_prints_statistics():

@@ -321,6 +321,7 @@ def examples_section(
 ) -> str | None:
     """Example users: their recent history, the held-out test item, and each saved model's top k from
     the history before it (the test protocol); a recommended held-out item is highlighted."""
+    from bert4rec.artifacts import POINTER
     from bert4rec.inference.recommender import Recommender
 
     if n_users <= 0:
@@ -328,7 +329,7 @@ def examples_section(
     recs = {}
     for model in models:
         path = Path(run_dir) / model / "model"
-        if (path / "manifest.json").exists():
+        if (path / POINTER).exists() or (path / "manifest.json").exists():  # a bundle (see artifacts)
             recs[model] = Recommender.load(path)
     if not recs:
         return None

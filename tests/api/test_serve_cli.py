@@ -7,6 +7,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
+from bert4rec.artifacts import bundle_version
 from bert4rec.cli import app
 
 runner = CliRunner()
@@ -68,7 +69,7 @@ def test_serve_without_a_model_says_what_to_do(uvicorn_calls, monkeypatch):
 def test_corrupted_model_fails_at_startup_with_the_loader_message(tiny_artifact, tmp_path, uvicorn_calls):
     folder = tmp_path / "model"
     shutil.copytree(tiny_artifact, folder)
-    weights = folder / "model.safetensors"
+    weights = bundle_version(folder) / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
@@ -91,13 +92,14 @@ def test_mismatched_vocab_fails_at_startup(tiny_artifact, tmp_path):
     from bert4rec.api import create_app
     from bert4rec.errors import ArtifactError
 
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_artifact, folder)
+    shutil.copytree(tiny_artifact, tmp_path / "model")
+    folder = bundle_version(tmp_path / "model")
     vocab = json.loads((folder / "vocab.json").read_text())
     vocab["item_ids"] = vocab["item_ids"][:-1]
     (folder / "vocab.json").write_text(json.dumps(vocab))
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["vocab.json"] = hashlib.sha256((folder / "vocab.json").read_bytes()).hexdigest()
+    manifest["sizes"]["vocab.json"] = (folder / "vocab.json").stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
         ArtifactError, match="vocab.json has 59 items / 150 users but the manifest says 60 / 150"
