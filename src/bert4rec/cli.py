@@ -382,7 +382,7 @@ def report(
         typer.Option(
             help="Folder with sweep_*.md/.png (sequence length, mask ratio) to include, if present."
         ),
-    ] = Path("benchmarks/results"),
+    ] = Path("benchmarks/results/sweeps"),
     users: Annotated[int, typer.Option(min=0, help="Example users to show.")] = 3,
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="Recommendations per example.")] = 10,
 ) -> None:
@@ -418,7 +418,7 @@ def serve(
         str,
         typer.Option(
             help="torch (eager) or onnx: an ONNX Runtime export made at start-up, faster per request "
-            "(needs the onnx extra; see benchmarks/results/onnx_vs_eager.md).",
+            "(needs the onnx extra; see benchmarks/results/serving/onnx_vs_eager.md).",
         ),
     ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
