@@ -470,6 +470,17 @@ def serve(
         ),
     ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--jobs-dir",
+            help="Enable training jobs (POST /jobs, POST /model to serve a finished one), kept in this "
+            "folder (else $BERT4REC_JOBS_DIR; off when neither is set).",
+        ),
+    ] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Training jobs running at once (default 1; the rest queue).")
+    ] = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
     try:
@@ -480,6 +491,8 @@ def serve(
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
     settings = ServeSettings()
+    jobs_settings = {"jobs_dir": jobs_dir, "max_jobs": max_jobs}
+    settings = settings.model_copy(update={k: v for k, v in jobs_settings.items() if v is not None})
     threads = torch_threads or settings.torch_threads
     if threads:
         import torch

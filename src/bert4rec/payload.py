@@ -218,7 +218,7 @@ def parse_payload(raw: Any, source: str = "training payload") -> TrainingPayload
         errors = []
         for e in err.errors():
             ctx_error = e.get("ctx", {}).get("error")
-            errors.append(ctx_error.errors[0] if isinstance(ctx_error, PayloadError) else _describe(e))
+            errors.append(ctx_error.errors[0] if isinstance(ctx_error, PayloadError) else _describe(dict(e)))
         raise PayloadError(errors, source) from None
 
 

@@ -76,4 +76,3 @@ class ProgressFile(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._write(trainer, "trained", trainer.current_epoch)
-
