@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bert4rec.errors import Bert4RecError
+from bert4rec.config import DataConfig
+from bert4rec.data.datasets import table_columns
+from bert4rec.errors import Bert4RecError, DataError
 from bert4rec.evaluation.results import atomic_write_text
 from bert4rec.payload import PayloadError, TrainingPayload, parse_payload
 
@@ -252,7 +254,8 @@ class JobStore:
             if not path.is_file():
                 raise PayloadError([(field, f"file not found on the training machine: {path}")])
             payload = payload.model_copy(update={field: path})
-        payload.to_config()  # raises PayloadError for an invalid combination
+        cfg = payload.to_config()  # raises PayloadError for an invalid combination
+        _check_columns(payload, cfg.data)
         return payload
 
     @contextmanager
@@ -410,6 +413,42 @@ class JobStore:
                 self.refresh()
             except Exception:  # noqa: BLE001 - keep watching; the next round retries
                 time.sleep(self.poll_s)
+
+
+def _check_columns(payload: TrainingPayload, data: DataConfig) -> None:
+    """Raise PayloadError naming the payload field whose column a data file lacks (read from the
+    files' headers only), as the loader would find out minutes later inside the job."""
+    files = {"data_path": payload.data_path, "items_path": payload.items_path}
+    wanted: dict[str, list[tuple[str, str]]] = {
+        "data_path": [
+            ("user_column", payload.user_column),
+            ("item_column", payload.item_column),
+            ("timestamp_column", payload.timestamp_column),
+        ]
+    }
+    meta = [("display_name", payload.display_name)] if payload.display_name else []
+    meta += [("metadata_columns", column) for column in payload.metadata_columns]
+    if payload.items_path is None:
+        wanted["data_path"] += meta
+    else:
+        wanted["items_path"] = [("item_column", payload.item_column), *meta]
+    for file_field, columns in wanted.items():
+        path = files[file_field]
+        assert path is not None
+        try:
+            present = table_columns(
+                path, data.separator, data.column_names if file_field == "data_path" else None
+            )
+        except DataError as err:
+            raise PayloadError([(file_field, str(err))]) from None
+        missing = [(field, column) for field, column in columns if column not in present]
+        if missing:
+            raise PayloadError(
+                [
+                    (field, f"column {column!r} is not in {path.name} (columns: {present})")
+                    for field, column in missing
+                ]
+            )
 
 
 @contextmanager

@@ -121,6 +121,8 @@ def test_bad_payload_answers_422_naming_the_field(tmp_path, api_rec, events_csv)
             ({"data_path": str(tmp_path / "nope.csv")}, "data_path", "file not found"),
             ({"masking_ratio": 2}, "masking_ratio", "less than 1"),
             ({"use_attention_mask": False}, "use_attention_mask", "never attended"),
+            ({"user_column": "uid"}, "user_column", "column 'uid' is not in events.csv"),
+            ({"metadata_columns": ["brand"]}, "metadata_columns", "column 'brand' is not in events.csv"),
         ]
         for fields, field, message in cases:
             response = client.post("/jobs", json=tiny_payload(events_csv, **fields))
@@ -133,6 +135,20 @@ def test_bad_payload_answers_422_naming_the_field(tmp_path, api_rec, events_csv)
         assert client.get("/jobs").json() == {"jobs": []}  # nothing was queued
         assert client.get("/jobs/unknown").status_code == 404
         assert client.delete("/jobs/unknown").status_code == 404
+
+
+def test_job_that_fails_reports_the_error(tmp_path, api_rec):
+    """A payload that passes validation but whose data cannot be trained on ends failed, with the
+    training process's own error message."""
+    few = tmp_path / "few.csv"
+    few.write_text("user,item,ts\n" + "".join(f"{u},{u},{u}\n" for u in range(1, 30)))  # 1 item per user
+    store = JobStore(tmp_path / "jobs", env=ENV, poll_s=0.2)
+    with TestClient(create_app(api_rec, jobs=store)) as client:
+        job = client.post("/jobs", json=tiny_payload(few)).json()
+        done = wait_for(client, job["id"], {"succeeded", "failed", "cancelled"})
+    store.close()
+    assert done["status"] == "failed" and done["bundle"] is None and done["metrics"] is None
+    assert "exit code 2" in done["error"] and "error:" in done["error"], done["error"]
 
 
 def test_concurrency_bound_queues_then_refuses(tmp_path, api_rec, events_csv):
