@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -95,6 +96,22 @@ def test_finished_job_is_served_by_swapping_the_model(finished_job, api_rec):
         recs = client.post("/recommend", json={"query_type": "user_to_item", "user_id": "1", "top_k": 5})
         assert recs.status_code == 200, recs.text
         assert len(recs.json()["items"]) == 5 and recs.json()["path"] == "model"
+        # requests in flight while the model is swapped again all succeed
+        statuses: list[int] = []
+
+        def ask() -> None:
+            for _ in range(15):
+                query = {"query_type": "sequential", "item_ids": ["1", "2", "3"], "top_k": 3}
+                statuses.append(client.post("/recommend", json=query).status_code)
+
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for _ in range(3):
+            assert client.post("/model", json={"job_id": job["id"]}).status_code == 200
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 45
         missing = client.post("/model", json={"job_id": "no-such-job"})
         assert missing.status_code == 404 and "no-such-job" in missing.json()["detail"]
 
