@@ -110,6 +110,14 @@ def test_every_field_maps_onto_the_config():
     assert cfg.eval.n_negatives == 50 and 7 in cfg.eval.ks
 
 
+def test_metadata_columns_turn_on_the_hybrid_with_tied_weights():
+    """Without weight_tying given, the hybrid ties the output vectors (they carry the text part)."""
+    cfg = parse_payload({**REQUIRED, "metadata_columns": ["title"]}).to_config()
+    assert cfg.model.content_fusion and cfg.model.tie_weights
+    untied = parse_payload({**REQUIRED, "metadata_columns": ["title"], "weight_tying": False}).to_config()
+    assert untied.model.content_fusion and not untied.model.tie_weights
+
+
 def test_preset_keeps_its_values_for_fields_left_out():
     cfg = parse_payload({**REQUIRED, "preset": "ml-1m", "training_epochs": 3}).to_config()
     assert cfg.train.epochs == 3  # given: the payload wins

@@ -168,6 +168,9 @@ class TrainingPayload(BaseModel):
             out.setdefault(section, {})[field] = value
         if self.metadata_columns:  # the spec: metadata columns activate the hybrid engine
             out.setdefault("model", {})["content_fusion"] = True
+            if "weight_tying" not in self.model_fields_set:
+                # only tied output vectors carry the text part that lets a brand-new item be recommended
+                out["model"]["tie_weights"] = True
         return out
 
     def to_config(self, extra: dict[str, Any] | None = None) -> ExperimentConfig:
