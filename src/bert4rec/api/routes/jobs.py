@@ -104,9 +104,15 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+# the body is read as a plain object so that bert4rec.payload names bad fields in its own words (the
+# closest valid name for a typo); the documented schema is the payload's
+_PAYLOAD_SCHEMA = {"content": {"application/json": {"schema": TrainingPayload.model_json_schema()}}}
+
+
 @router.post(
     "/jobs",
     status_code=202,
+    openapi_extra={"requestBody": _PAYLOAD_SCHEMA},
     responses={
         422: {
             "description": "A bad payload field, named in `loc` (unknown fields get the closest valid name)."
@@ -117,7 +123,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def submit_job(
     payload: Annotated[
         dict[str, Any],
-        Body(description="A training payload: " + ", ".join(TrainingPayload.model_fields) + "."),
+        Body(description="A training payload (the spec's field names; docs/training-payload.md)."),
     ],
     jobs: JobsDep,
     response: Response,
