@@ -216,6 +216,20 @@ def test_running_job_survives_a_restart_and_a_dead_one_is_marked_failed(tmp_path
     os.waitpid(survivor.pid, 0)  # reap it: this test process is still its parent
 
 
-def test_job_routes_are_absent_without_a_jobs_folder(client, monkeypatch):
+def test_job_routes_are_absent_without_a_jobs_folder(client):
     assert client.get("/jobs").status_code == 404
     assert client.post("/model", json={"job_id": "x"}).status_code == 404
+
+
+def test_jobs_folder_and_bound_from_the_environment(tmp_path, api_rec, monkeypatch):
+    monkeypatch.setenv("BERT4REC_JOBS_DIR", str(tmp_path))
+    monkeypatch.setenv("BERT4REC_MAX_JOBS", "2")
+    monkeypatch.setenv("BERT4REC_MAX_QUEUED_JOBS", "0")
+    app = create_app(api_rec)
+    store: JobStore = app.state.jobs
+    try:
+        assert (store.root, store.max_running, store.max_queued) == (tmp_path.resolve(), 2, 0)
+        with TestClient(app) as client:
+            assert client.get("/jobs").json() == {"jobs": []}
+    finally:
+        store.close()
