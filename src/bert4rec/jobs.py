@@ -163,22 +163,6 @@ class JobStore:
         self.refresh()
         return self.get(job_id)
 
-    def _insert(self, job_id: str, payload: TrainingPayload) -> None:
-        with self._lock, self._db() as db, _transaction(db):
-            active = db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[
-                0
-            ]
-            if active >= self.max_running + self.max_queued:
-                raise JobLimitError(
-                    f"{active} jobs are running or queued (limit: {self.max_running} running + "
-                    f"{self.max_queued} queued); wait for one to finish or cancel one"
-                )
-            db.execute(
-                "INSERT INTO jobs (id, status, model_type, payload, created_at) "
-                "VALUES (?, 'queued', ?, ?, ?)",
-                (job_id, payload.model_type, payload.model_dump_json(exclude_unset=True), time.time()),
-            )
-
     def get(self, job_id: str) -> Job:
         """The job with this id. Raises JobNotFoundError."""
         with self._db() as db:
@@ -258,6 +242,20 @@ class JobStore:
         _check_columns(payload, cfg.data)
         return payload
 
+    def _insert(self, job_id: str, payload: TrainingPayload) -> None:
+        with self._lock, self._db() as db, _transaction(db):
+            active = _count(db, "status IN ('queued', 'running')")
+            if active >= self.max_running + self.max_queued:
+                raise JobLimitError(
+                    f"{active} jobs are running or queued (limit: {self.max_running} running + "
+                    f"{self.max_queued} queued); wait for one to finish or cancel one"
+                )
+            db.execute(
+                "INSERT INTO jobs (id, status, model_type, payload, created_at) "
+                "VALUES (?, 'queued', ?, ?, ?)",
+                (job_id, payload.model_type, payload.model_dump_json(exclude_unset=True), time.time()),
+            )
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         # one short-lived connection per use: the monitor thread and request threads never share one
@@ -294,7 +292,7 @@ class JobStore:
 
     def _start_queued(self) -> None:
         with self._db() as db:
-            running = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetchone()[0]
+            running = _count(db, "status = 'running'")
             queued = db.execute(
                 "SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT ?",
                 (max(self.max_running - running, 0),),
@@ -449,6 +447,11 @@ def _check_columns(payload: TrainingPayload, data: DataConfig) -> None:
                     for field, column in missing
                 ]
             )
+
+
+def _count(db: sqlite3.Connection, where: str) -> int:
+    count: int = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}").fetchone()[0]
+    return count
 
 
 @contextmanager
