@@ -56,6 +56,18 @@ DevicesOpt = Annotated[
 StrategyOpt = Annotated[
     str | None, typer.Option("--strategy", help="Lightning strategy, e.g. ddp (train.strategy).")
 ]
+PayloadOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--payload",
+        help="A training payload (JSON or YAML) with the spec's field names (docs/training-payload.md); "
+        "replaces --preset/--dataset/--path/--config, --set still applies over it.",
+    ),
+]
+ProgressFileOpt = Annotated[
+    Path | None,
+    typer.Option("--progress-file", help="Keep epoch, step, elapsed s and val NDCG@10 in this JSON file."),
+]
 
 
 def _train_sets(logger: str | None, devices: str | None, strategy: str | None) -> list[str]:
@@ -183,7 +195,12 @@ def train(
     path: PathOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="bert4rec | sasrec")] = "bert4rec",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="bert4rec | sasrec (default: the payload's, else bert4rec)"),
+    ] = None,
+    payload: PayloadOpt = None,
+    progress_file: ProgressFileOpt = None,
     out: OutOpt = Path("runs/latest"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 2,
@@ -194,6 +211,20 @@ def train(
     verbose: bool = False,
 ) -> None:
     """Train BERT4Rec (or SASRec), evaluate on the test split, save the model, show recommendations."""
+    if payload is not None:
+        flags = {"--preset": preset, "--dataset": dataset, "--path": path, "--config": config}
+        given = [flag for flag, value in flags.items() if value]
+        from bert4rec.payload import load_payload
+
+        try:
+            if given:
+                raise Bert4RecError(f"--payload sets the data and preset itself; drop {', '.join(given)}")
+            model_type = load_payload(payload).model_type
+            if model is not None and model != model_type:
+                raise Bert4RecError(f"--model {model} contradicts the payload's model_type {model_type!r}")
+        except Bert4RecError as err:
+            _fail(err)
+        model = model_type
     compare(
         preset,
         dataset,
@@ -201,7 +232,9 @@ def train(
         path,
         config,
         set_,
-        models=model,
+        models=model or "bert4rec",
+        payload=payload,
+        progress_file=progress_file,
         out=out,
         resume=resume,
         examples=examples,
@@ -225,6 +258,8 @@ def compare(
         "bert4rec,sasrec,popularity,item_knn,mf"
     ),
     out: OutOpt = Path("runs/compare"),
+    payload: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    progress_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
     resume: bool = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 1,
     logger: LoggerOpt = None,
@@ -250,16 +285,29 @@ def compare(
     if unknown or not names:
         _fail(Bert4RecError(f"unknown model(s) {unknown or names}; choose from {', '.join(ALL_MODELS)}"))
     try:
-        cfg = _config(
-            preset, dataset, data_dir, path, config, [*(set_ or []), *_train_sets(logger, devices, strategy)]
-        )
+        sets = [*(set_ or []), *_train_sets(logger, devices, strategy)]
+        if payload is not None:  # `train --payload`: one model, its config from the payload
+            from bert4rec.payload import load_payload
+
+            cfg = load_payload(payload).to_config(parse_overrides(sets))
+        else:
+            cfg = _config(preset, dataset, data_dir, path, config, sets)
+        callbacks: list[Any] = []
+        if progress_file is not None:
+            from bert4rec.training.progress import ProgressFile
+
+            callbacks.append(ProgressFile(progress_file))
         prepared = prepare_data(cfg)
         console.print(_stats_table(prepared.stats, prepared.seconds))
         runs = []
         for name in names:
             console.rule(f"[bold]{name}")
             start = time.perf_counter()
-            runs.append(train_and_evaluate(name, cfg, prepared, out, resume=resume, progress=progress))
+            runs.append(
+                train_and_evaluate(
+                    name, cfg, prepared, out, resume=resume, progress=progress, callbacks=callbacks
+                )
+            )
             console.print(f"{name}: trained and evaluated in {time.perf_counter() - start:.1f} s")
     except Bert4RecError as err:
         _fail(err)
@@ -422,6 +470,17 @@ def serve(
         ),
     ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--jobs-dir",
+            help="Enable training jobs (POST /jobs, POST /model to serve a finished one), kept in this "
+            "folder (else $BERT4REC_JOBS_DIR; off when neither is set).",
+        ),
+    ] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Training jobs running at once (default 1; the rest queue).")
+    ] = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
     try:
@@ -432,6 +491,8 @@ def serve(
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
     settings = ServeSettings()
+    jobs_settings = {"jobs_dir": jobs_dir, "max_jobs": max_jobs}
+    settings = settings.model_copy(update={k: v for k, v in jobs_settings.items() if v is not None})
     threads = torch_threads or settings.torch_threads
     if threads:
         import torch

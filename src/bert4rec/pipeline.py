@@ -20,7 +20,10 @@ from bert4rec.models.base import Scorer
 from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+    from lightning.pytorch.callbacks import Callback
 
     from bert4rec.inference.content import TextEncoder
 
@@ -104,11 +107,13 @@ def train_and_evaluate(
     progress: bool = True,
     save_artifact: bool = True,
     content: torch.Tensor | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> ModelRun:
     """Fit one model on the training part, evaluate it on the test split, optionally save a bundle.
 
     A Transformer with `model.content_fusion` uses `content` as its item text vectors, by default
-    `content_vectors(prepared)` (MiniLM); they are saved inside the bundle's weights.
+    `content_vectors(prepared)` (MiniLM); they are saved inside the bundle's weights. `callbacks`
+    are extra Lightning callbacks for a Transformer's training (e.g. `training.progress.ProgressFile`).
 
     The config, per-epoch metrics and the evaluation also go to `cfg.train.logger`'s tracker (a
     run named after the model, under `run_dir`). Under DDP only global rank 0 evaluates, writes and
@@ -143,6 +148,7 @@ def train_and_evaluate(
             progress=progress,
             loggers=loggers,
             content=content if cfg.model.content_fusion else None,
+            extra_callbacks=callbacks,
         )
         model = fit.model
         if not fit.is_global_zero:
