@@ -24,7 +24,8 @@ Id = Annotated[
     StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)],
     Field(
         description="An id as in the training data. JSON numbers and strings are both accepted and mapped "
-        'onto the vocabulary ("2571" finds item 2571 when the ids are integers, and vice versa).',
+        'onto the vocabulary ("2571" finds item 2571 when the ids are integers, and vice versa); a string '
+        'finds an integer id only in canonical decimal form ("2571", not "+2571", " 2571" or "2_571").',
         examples=[2571, "2571"],
     ),
 ]
