@@ -132,3 +132,10 @@ def test_exclude_seen(client, api_rec):
 def test_top_k_larger_than_the_catalogue_returns_everything_left(client, api_rec):
     body = post(client, query_type="item_to_item", item_id=api_rec.vocab.item_ids[0], top_k=1000)
     assert len(body["items"]) == api_rec.vocab.n_items - 1
+
+
+@pytest.mark.parametrize("text", ["1_0", " 1 ", "+1", "01", "١"])
+def test_non_canonical_id_texts_are_unknown_not_another_item(client, api_rec, text):
+    assert api_rec.vocab.has_item(1) and api_rec.vocab.has_item(10)
+    response = client.post("/recommend", json={"query_type": "item_to_item", "item_id": text})
+    assert response.status_code == 404 and "unknown item id" in response.json()["detail"]
