@@ -150,3 +150,35 @@ def test_option_overrides_combine_sets_data_dir_and_budget():
     out = option_overrides(["train.epochs=3"], data_dir="/data", max_minutes=2.5)
     assert out == {"train": {"epochs": 3, "max_minutes": 2.5}, "data": {"data_dir": "/data"}}
     assert option_overrides([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("preset", "hidden", "heads", "depth", "max_len", "epochs"),
+    [
+        # SPEC.md, use-case presets: hidden / heads / depth / max length / epochs
+        ("video-streaming", 128, 4, 3, 50, 20),
+        ("ecommerce-session", 64, 2, 2, 20, 15),
+        ("music-playlist", 96, 3, 3, 30, 25),
+    ],
+)
+def test_use_case_presets_carry_the_specs_values(preset, hidden, heads, depth, max_len, epochs):
+    for model_type in ("bert4rec", "sasrec"):
+        cfg = build_config(preset).for_model(model_type)
+        assert (cfg.model.hidden_size, cfg.model.num_heads, cfg.model.num_layers) == (hidden, heads, depth)
+        assert (cfg.model.max_len, cfg.train.epochs) == (max_len, epochs)
+
+
+@pytest.mark.parametrize("preset", ["video-streaming", "ecommerce-session", "music-playlist"])
+def test_use_case_presets_build_models_that_run(preset):
+    import torch
+
+    from bert4rec.models import build_transformer
+
+    for model_type in ("bert4rec", "sasrec"):
+        cfg = build_config(preset).for_model(model_type)
+        model = build_transformer(model_type, cfg.model, n_items=40)
+        seq = torch.randint(1, 41, (3, cfg.model.max_len))
+        labels = torch.zeros_like(seq)
+        labels[:, -1] = seq[:, -1]
+        assert torch.isfinite(model.loss(seq, labels))
+        assert model.predict(seq).shape == (3, 41)
