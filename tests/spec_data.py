@@ -69,7 +69,8 @@ def spec_config(interactions: Path, items_path: Path, **train: object) -> Experi
                 "metadata_cols": ["brand", "category", "in_stock", "title", "description"],
                 "display_col": "title",
             },
-            "model": {"max_len": 16, "hidden_size": 16},
+            # ID-only: the contract is about payloads; text cold start is served from MiniLM anyway
+            "model": {"max_len": 16, "hidden_size": 16, "content_fusion": False},
             "train": {"epochs": 2, "batch_size": 32, "num_threads": 1, **train},
         },
     )

@@ -78,3 +78,26 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert r.exit_code == 2 and "exactly one of --user or --items" in r.output
     r = runner.invoke(app, ["recommend", "--model", str(tmp_path / "none"), "--user", "1"])
     assert r.exit_code == 2 and "not a folder" in r.output
+
+
+def test_config_lists_every_field_with_default_and_description():
+    r = runner.invoke(app, ["config"])
+    assert r.exit_code == 0, r.output
+    for text in (
+        "train.epochs",
+        "model.hidden_size",
+        "data.metadata_cols",
+        "Passes over the training",
+        "[MASK]",
+    ):
+        assert text in r.output
+    r = runner.invoke(app, ["config", "--preset", "video-streaming", "--grep", "model."])
+    assert r.exit_code == 0, r.output
+    assert "model.hidden_size" in r.output and "128" in r.output and "train.epochs" not in r.output
+    r = runner.invoke(app, ["config", "--preset", "nope"])
+    assert r.exit_code == 2 and "unknown preset 'nope'" in r.output
+
+
+def test_a_mistyped_set_option_suggests_the_field():
+    r = runner.invoke(app, ["prepare", "--preset", "demo", "--set", "train.epoch=3"])
+    assert r.exit_code == 2 and "did you mean train.epochs?" in r.output

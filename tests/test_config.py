@@ -182,3 +182,56 @@ def test_use_case_presets_build_models_that_run(preset):
         labels[:, -1] = seq[:, -1]
         assert torch.isfinite(model.loss(seq, labels))
         assert model.predict(seq).shape == (3, 41)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        ({"train": {"epoch": 3}}, "did you mean train.epochs?"),
+        ({"model": {"hidden": 32}}, "did you mean model.hidden_size?"),
+        ({"trian": {"epochs": 3}}, "did you mean train?"),
+        ({"model_typ": "sasrec"}, "did you mean model_type?"),
+        ({"per_model": {"sasrec": {"train": {"batch_sise": 64}}}}, "did you mean train.batch_size?"),
+    ],
+)
+def test_a_mistyped_field_suggests_the_closest_valid_one(overrides, hint):
+    with pytest.raises(ConfigError) as err:
+        build_config("demo", overrides)
+    assert hint in str(err.value) and "Extra inputs are not permitted" in str(err.value)
+
+
+def test_no_suggestion_when_nothing_is_close():
+    with pytest.raises(ConfigError) as err:
+        build_config(None, {"data": {"xyzzy": 1}})
+    assert "data.xyzzy" in str(err.value) and "did you mean" not in str(err.value)
+
+
+def test_a_config_file_with_a_mistyped_field_gets_the_suggestion(tmp_path):
+    from bert4rec.config import load_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"train": {"epoch": 3}}))
+    with pytest.raises(ConfigError, match=r"config.json: .*train.epoch.*did you mean train.epochs\?"):
+        load_config(path)
+
+
+def test_describe_fields_covers_every_field_with_a_description():
+    from bert4rec.config import DataConfig, EvalConfig, ModelConfig, TrainConfig, describe_fields
+
+    rows = {row["field"]: row for row in describe_fields()}
+    for section, model in (
+        ("data", DataConfig),
+        ("model", ModelConfig),
+        ("train", TrainConfig),
+        ("eval", EvalConfig),
+    ):
+        assert {f"{section}.{name}" for name in model.model_fields} <= set(rows)
+    assert all(row["description"] for row in rows.values()), [
+        f for f, r in rows.items() if not r["description"]
+    ]
+    assert rows["train.epochs"]["default"] == 50 and rows["train.epochs"]["type"] == "int"
+    assert rows["train.grad_clip"]["type"] == "float | None" and "value" not in rows["train.epochs"]
+    preset = {row["field"]: row for row in describe_fields("ml-1m", "sasrec")}
+    assert preset["train.epochs"]["value"] == 100 and preset["model.hidden_size"]["value"] == 128
+    with pytest.raises(ConfigError, match="unknown preset"):
+        describe_fields("nope")

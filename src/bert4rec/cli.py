@@ -175,6 +175,46 @@ def prepare(
     console.print(f"data fingerprint: {prepared.split.fingerprint}")
 
 
+@app.command("config")
+def config_fields(
+    preset: PresetOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Apply this model's per_model overrides (e.g. sasrec)."),
+    ] = None,
+    grep: Annotated[str | None, typer.Option(help="Only fields whose name contains this text.")] = None,
+) -> None:
+    """List every config field (for --set section.field=value) with its type, default and description;
+    with --preset, also the preset's value."""
+    from typing import get_args
+
+    from rich.markup import escape
+
+    from bert4rec.config import ModelType, describe_fields
+
+    try:
+        if model is not None and model not in get_args(ModelType):
+            raise Bert4RecError(f"unknown model {model!r}; choose from {', '.join(get_args(ModelType))}")
+        rows = describe_fields(preset, model)  # type: ignore[arg-type]  # checked above
+    except Bert4RecError as err:
+        _fail(err)
+    shown = preset if model is None else f"{preset or 'defaults'}, {model}"
+    table = Table(
+        title="Config fields" + (f" ({shown})" if preset or model else ""),
+        caption="value: blank where it is the default" if preset or model else None,
+    )
+    for col in ("field", "type", "default", *(["value"] if preset or model else []), "description"):
+        table.add_column(col)
+    for row in rows:
+        if grep and grep not in row["field"]:
+            continue
+        cells = [row["field"], row["type"], repr(row["default"])]
+        if "value" in row:
+            cells.append(repr(row["value"]) if row["value"] != row["default"] else "")
+        table.add_row(*(escape(c) for c in [*cells, row["description"]]))
+    console.print(table)
+
+
 @app.command()
 def train(
     preset: PresetOpt = None,
