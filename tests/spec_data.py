@@ -25,7 +25,7 @@ def write_spec_data(folder: Path, n_users: int = 160, n_items: int = 60, seed: i
     names = list(CATEGORIES)
     category = [names[j % len(names)] for j in range(n_items)]
     category[0] = "Electronics"  # item_1024 is a Samsung phone, as in the spec's example
-    brand = [CATEGORIES[c][j % len(CATEGORIES[c])] for j, c in enumerate(category)]
+    brand = [CATEGORIES[c][(j // len(names)) % len(CATEGORIES[c])] for j, c in enumerate(category)]
     brand[0] = "Samsung"
     items = pl.DataFrame(
         {
