@@ -35,6 +35,9 @@ def test_compare_prints_one_table_and_writes_results(tmp_path):
     assert set(record["metrics"]) >= {"full", "sampled_uniform", "sampled_popularity"}
     assert record["config"]["model"]["max_len"] == 12 and record["run"]["data_fingerprint"]
     assert (out / "results" / "results.md").exists()
+    # the end of the run says how the model compares with popularity and item-KNN (also in the JSON)
+    assert "on validation NDCG@10" in result.output and "item_knn" in result.output
+    assert set(record["diagnostics"]["val_ndcg@10"]) == {"bert4rec", "popularity", "item_knn"}
     # example recommendations with titles are shown for the trained model
     assert "next for user" in result.output and "Item " in result.output
 

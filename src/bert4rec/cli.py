@@ -311,6 +311,7 @@ def compare(
     console.print(
         f"results: {table_path} (JSON per model beside it); data fingerprint {prepared.split.fingerprint}"
     )
+    _print_diagnostics(records)
     if cfg.train.logger == "mlflow":
         from bert4rec.training.tracking import mlflow_uri
 
@@ -321,6 +322,25 @@ def compare(
         if run.artifact is not None:
             console.print(f"saved {run.model_type} model to {run.artifact}")
             _show_examples(run.artifact, examples)
+
+
+def _print_diagnostics(records: list[dict[str, Any]]) -> None:
+    """The end of a run: how each sequence model compares with the baselines, and what to do."""
+    from rich.markup import escape
+
+    for record in records:
+        diagnostics = record.get("diagnostics")
+        if not diagnostics:
+            continue
+        scores = ", ".join(
+            f"{name} {value:.4f}" for name, value in diagnostics["val_ndcg@10"].items() if value is not None
+        )
+        if diagnostics["beats_baselines"]:
+            console.print(f"[green]{record['model']} beats the baselines[/] on validation NDCG@10 ({scores})")
+        for finding in diagnostics["findings"]:
+            console.print(
+                f"[bold yellow]warning:[/] {escape(finding['message'])}; fix: {escape(finding['fix'])}"
+            )
 
 
 def _show_examples(artifact: Path, n: int) -> None:
