@@ -235,3 +235,5 @@ def test_describe_fields_covers_every_field_with_a_description():
     assert preset["train.epochs"]["value"] == 100 and preset["model.hidden_size"]["value"] == 128
     with pytest.raises(ConfigError, match="unknown preset"):
         describe_fields("nope")
+    for name in PRESETS:  # every preset can be listed, also those for a file format
+        assert len(describe_fields(name)) == len(rows)

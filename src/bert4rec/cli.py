@@ -175,6 +175,11 @@ def prepare(
     console.print(f"data fingerprint: {prepared.split.fingerprint}")
 
 
+def _setting(value: Any) -> str:
+    """A config value as typed in Python (paths as plain text)."""
+    return str(value) if isinstance(value, Path) else repr(value)
+
+
 @app.command("config")
 def config_fields(
     preset: PresetOpt = None,
@@ -208,9 +213,9 @@ def config_fields(
     for row in rows:
         if grep and grep not in row["field"]:
             continue
-        cells = [row["field"], row["type"], repr(row["default"])]
+        cells = [row["field"], row["type"], _setting(row["default"])]
         if "value" in row:
-            cells.append(repr(row["value"]) if row["value"] != row["default"] else "")
+            cells.append(_setting(row["value"]) if row["value"] != row["default"] else "")
         table.add_row(*(escape(c) for c in [*cells, row["description"]]))
     console.print(table)
 

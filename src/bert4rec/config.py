@@ -529,7 +529,9 @@ def describe_fields(preset: str | None = None, model_type: ModelType | None = No
     with that model's per_model overrides applied). Raises ConfigError for an unknown preset."""
     chosen: ExperimentConfig | None = None
     if preset is not None:
-        chosen = build_config(preset)
+        # a preset for a file format (beauty) names no file: show a placeholder path
+        needs_path = PRESETS.get(preset, {}).get("data", {}).get("dataset") == "file"
+        chosen = build_config(preset, {"data": {"path": "<data.path>"}} if needs_path else None)
         if model_type is not None:
             chosen = chosen.for_model(model_type)
     elif model_type is not None:
