@@ -47,10 +47,10 @@ def test_non_finite_numbers_are_refused(value, tmp_path):
     "override,match",
     [
         ("model.max_len=1e12", r"needs at least 466 TiB for 32,000,000,01\d,\d{3}\+ parameters"),
-        ("model.hidden_size=1000000000", r"needs at least [\d,]+ PiB"),
+        ("model.hidden_size=1000000000", r"model.hidden_size: 1,000,000,000 needs at least [\d,]+ PiB"),
         (
             'per_model={"sasrec": {"model": {"max_len": 1e12}}}',
-            "training sasrec with model.max_len=1000000000000",
+            "training sasrec with model.max_len: 1,000,000,000,000",
         ),
     ],
 )
@@ -123,3 +123,14 @@ def test_cli_refuses_an_unaffordable_model_after_reading_the_data_and_leaves_no_
     assert result.exit_code == 2, result.output
     assert "error: training bert4rec on" in result.output and "Traceback" not in result.output
     assert not out.exists(), "refused before the first model (popularity) wrote anything"
+
+
+def test_a_training_payload_with_absurd_sizes_is_refused_naming_its_field(monkeypatch):
+    """POST /jobs and train --payload map the spec's fields onto the config: the same bound holds."""
+    from bert4rec.payload import PayloadError, parse_payload
+
+    monkeypatch.setenv(ENV, "64")
+    raw = {"data_path": "events.csv", "user_column": "u", "item_column": "i", "timestamp_column": "t"}
+    with pytest.raises(PayloadError, match="needs at least") as err:
+        parse_payload({**raw, "max_sequence_length": 10**12}).to_config()
+    assert "max_sequence_length" in str(err.value)

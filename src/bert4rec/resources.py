@@ -107,10 +107,12 @@ def check_config_memory(cfg: ExperimentConfig) -> None:
     n_items = cfg.data.n_items if cfg.data.dataset == "generated" else 0
     params = config_parameters_lower_bound(cfg, n_items)
     copies = TRAINING_COPIES + (1 if cfg.train.ema_decay else 0)
+    m = cfg.model
+    # name the size that dominates: the position table (max_len x hidden) or the square layers
+    field = "max_len" if m.max_len >= 4 * m.num_layers * m.hidden_size + n_items else "hidden_size"
     check_memory(
         params * FLOAT_BYTES * copies,
-        f"training {cfg.model_type} with model.max_len={cfg.model.max_len} and "
-        f"model.hidden_size={cfg.model.hidden_size}",
+        f"training {cfg.model_type} with model.{field}: {getattr(m, field):,}",
         what=f"{params:,}+ parameters (weights, gradients, optimizer state)",
     )
 
