@@ -194,6 +194,9 @@ def test_cli_prints_one_line_for_a_tampered_bundle(copy):
 def test_a_bundle_written_before_versioning_still_loads_and_is_upgraded(copy, tmp_path, tiny_prepared):
     old = tmp_path / "old"
     shutil.copytree(bundle_version(copy), old)  # the files directly in the folder, no CURRENT
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["sizes"]  # as written before sizes were recorded
+    (old / "manifest.json").write_text(json.dumps(manifest))
     bundle = load_bundle(old)
     assert bundle.path == old
     _save(old, bundle, tiny_prepared, {"saved": "again"})
