@@ -211,6 +211,17 @@ class TrainConfig(_Strict):
     )
     patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
     max_minutes: float | None = Field(default=None, gt=0.0, description="Wall-clock training budget.")
+    min_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train at least this many optimizer steps, even past train.max_minutes or early "
+        "stopping: a wall-clock budget alone gives a busier machine a worse model.",
+    )
+    output_bias_init: Literal["zeros", "log_popularity"] = Field(
+        default="zeros",
+        description="Initial output bias of each item: zeros (uniform start) or the log of its "
+        "training popularity (the model starts at the popularity ranking and leaves it sooner).",
+    )
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")
     num_threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (None: torch's default)."

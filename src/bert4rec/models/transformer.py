@@ -260,6 +260,29 @@ class SequenceTransformer(nn.Module):
         return self.forward(seq, users=users)[0]
 
     @torch.no_grad()
+    def init_output_bias(self, counts: torch.Tensor) -> None:
+        """Start the output bias at the log-popularity of the training items, so that an untrained
+        model (whose item vectors are near zero) already ranks like the popularity baseline instead
+        of uniformly, and training starts from there (train.output_bias_init).
+
+        `counts`: (n_items + 1,) training interaction counts, index 0 = PAD. Bias j becomes
+        log((counts[j] + 1) / (sum(counts) + n_items + 1)): add-one smoothing gives an item without
+        training interactions a finite bias below every seen item's; PAD gets that floor too.
+        The bias is the one `logits`, `loss` (full and sampled) and every scorer/export read.
+        """
+        counts = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
+        if counts.numel() != self.n_items + 1:
+            raise ValueError(
+                f"counts must have n_items + 1 = {self.n_items + 1} entries, got {counts.numel()}"
+            )
+        if bool((counts < 0).any()):
+            raise ValueError("counts must be non-negative")
+        counts = counts.clone()
+        counts[0] = 0.0
+        log_p = torch.log((counts + 1.0) / (counts.sum() + counts.numel()))
+        self.head_bias.copy_(log_p.to(self.head_bias.dtype))
+
+    @torch.no_grad()
     def reset_items(self, item_idx: torch.Tensor) -> None:
         """Treat items as if added after training (cold-start evaluation): their ID vectors (input,
         and output when untied) become zero and their output bias the mean bias of the other items.

@@ -272,6 +272,8 @@ def fit_transformer(
     longest = max((len(seq) for seq in split.train), default=1)
     check_training_memory(cfg, split.n_items, split.vocab.n_users, longest)  # before allocating anything
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
+    if tc.output_bias_init == "log_popularity":
+        model.init_output_bias(torch.from_numpy(split.item_popularity()))  # a resume overwrites it
     loader = make_train_loader(split, cfg)
     validate = ValidationNDCG(
         Evaluator(split, cfg.eval), validation_users(split, tc.limit_val_users, tc.seed)
@@ -306,6 +308,8 @@ def fit_transformer(
     csv_logger = CSVLogger(str(run_dir), name="logs", version=_log_version(Path(run_dir) / "logs", ckpt_path))
     trainer = L.Trainer(
         max_epochs=tc.epochs,
+        # Lightning ignores a stop request (the Timer's, EarlyStopping's) before min_steps
+        min_steps=tc.min_steps,
         accelerator=tc.accelerator,
         devices=tc.devices,
         num_nodes=tc.num_nodes,

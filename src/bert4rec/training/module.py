@@ -180,6 +180,8 @@ class SequenceModule(L.LightningModule):
         # validation time is part of an epoch's cost, so it is included in the measured rate
         # (steps before a resume) + (steps this run can do in the budget at the measured rate)
         steps_in_budget = global_step - steps_done + int(steps_done * self.cfg.max_minutes * 60 / elapsed)
+        # train.min_steps trains on past the budget: the schedule then decays over those steps
+        steps_in_budget = max(steps_in_budget, self.cfg.min_steps or 0)
         self.total_steps = max(1, min(self._planned_steps, steps_in_budget))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]

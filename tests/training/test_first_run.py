@@ -1,0 +1,129 @@
+"""The first-run levers: the output bias starts at log-popularity (and every scoring path reads it),
+and train.min_steps guarantees optimiser steps past a wall-clock budget."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_config
+from lightning.pytorch.callbacks import Callback
+
+from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.models import BERT4Rec, SASRec
+from bert4rec.training.fit import fit_transformer, make_train_loader
+
+
+def _counts(n_items: int) -> torch.Tensor:
+    counts = torch.arange(n_items + 1, dtype=torch.int64) % 7 * 3  # varied, some items never seen
+    counts[0] = 5  # PAD's count is ignored
+    return counts
+
+
+def test_init_output_bias_is_the_smoothed_log_popularity(tiny_prepared):
+    cfg = tiny_config()
+    n = tiny_prepared.split.n_items
+    model = BERT4Rec(cfg.model, n)
+    counts = _counts(n)
+    model.init_output_bias(counts)
+    seen = counts.double().clone()
+    seen[0] = 0
+    expected = torch.log((seen + 1) / (seen.sum() + n + 1))
+    torch.testing.assert_close(model.head_bias.detach().double(), expected, rtol=0, atol=1e-6)
+    # the bias orders items by popularity; an item never seen sits at the floor, PAD with it
+    assert model.head_bias[0] == model.head_bias[counts[1:].argmin() + 1]
+    assert float(model.head_bias.detach().max()) == pytest.approx(
+        math.log((seen.max() + 1) / (seen.sum() + n + 1))
+    )
+    with pytest.raises(ValueError, match="n_items"):
+        model.init_output_bias(counts[:-1])
+    with pytest.raises(ValueError, match="non-negative"):
+        model.init_output_bias(-counts)
+
+
+@pytest.mark.parametrize("model_cls", [BERT4Rec, SASRec])
+def test_scores_and_loss_use_the_initialised_bias(tiny_prepared, model_cls):
+    """Same weights, bias zero vs log-popularity: every score moves by exactly that item's bias
+    (eager scorer), and the full and sampled losses change."""
+    cfg = tiny_config()
+    n = tiny_prepared.split.n_items
+    torch.manual_seed(0)
+    plain = model_cls(cfg.model, n).eval()
+    biased = copy.deepcopy(plain)
+    biased.init_output_bias(_counts(n))
+    histories = [np.array([1, 2, 3]), np.array([4, 5, 6, 7, 8])]
+    users = np.arange(2)
+    diff = TransformerScorer(biased).score(users, histories) - TransformerScorer(plain).score(
+        users, histories
+    )
+    torch.testing.assert_close(diff[:, 1:], biased.head_bias[1:].detach().expand(2, -1), rtol=0, atol=1e-5)
+    seq = torch.tensor([[1, 2, 3, 4]])
+    labels = torch.tensor([[0, 0, 5, 6]])
+    assert not torch.isclose(plain.loss(seq, labels), biased.loss(seq, labels))
+
+
+def test_onnx_export_scores_with_the_initialised_bias(tiny_prepared):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from bert4rec.inference.onnx_backend import export_onnx_bytes
+
+    cfg = tiny_config()
+    n = tiny_prepared.split.n_items
+    model = SASRec(cfg.model, n).eval()
+    model.init_output_bias(_counts(n))
+    session = ort.InferenceSession(export_onnx_bytes(model), providers=["CPUExecutionProvider"])
+    seq = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    (onnx_scores,) = session.run(None, {"seq": seq.numpy()})
+    np.testing.assert_allclose(onnx_scores, model.predict(seq).numpy(), atol=1e-4)
+    # an untrained model's item vectors are tiny: its ranking is (nearly) the popularity ranking
+    top = np.argsort(-onnx_scores[0, 1:])[:5] + 1
+    assert set(_counts(n)[top].tolist()) == {int(_counts(n)[1:].max())}
+
+
+def test_fit_starts_from_log_popularity_when_asked(tmp_path, tiny_prepared):
+    # a learning rate too small to move anything: the returned bias is the initial one
+    cfg = tiny_config(epochs=1, lr=1e-12, output_bias_init="log_popularity")
+    result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+    reference = BERT4Rec(cfg.model, tiny_prepared.split.n_items)
+    reference.init_output_bias(torch.from_numpy(tiny_prepared.split.item_popularity()))
+    torch.testing.assert_close(result.model.head_bias, reference.head_bias, rtol=0, atol=1e-6)
+    zeros = fit_transformer(
+        tiny_prepared.split, tiny_config(epochs=1, lr=1e-12), tmp_path / "z", progress=False
+    )
+    assert float(zeros.model.head_bias.abs().max()) < 1e-6  # the default stays the uniform start
+
+
+class _Steps(Callback):
+    def on_train_end(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+        self.steps = trainer.global_step
+
+
+@pytest.mark.parametrize("min_steps", [None, 7])
+def test_min_steps_trains_on_past_the_time_budget(tmp_path, tiny_prepared, min_steps):
+    # a budget of ~6 ms: the Timer asks to stop after the first step
+    cfg = tiny_config(epochs=50, max_minutes=1e-4, min_steps=min_steps)
+    per_epoch = len(make_train_loader(tiny_prepared.split, cfg))
+    assert per_epoch < 7  # the guarantee must reach into a second epoch
+    steps = _Steps()
+    result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False, extra_callbacks=[steps])
+    if min_steps is None:
+        assert steps.steps == 1
+    else:
+        assert steps.steps == min_steps  # the step it is reached at, no more
+        assert result.epochs == math.ceil(min_steps / per_epoch)
+        assert len(result.history) == result.epochs  # each epoch was validated
+
+
+def test_min_steps_keeps_the_schedule_long_enough(tiny_prepared):
+    from bert4rec.config import TrainConfig
+    from bert4rec.training.module import SequenceModule
+
+    model = BERT4Rec(tiny_config().model, tiny_prepared.split.n_items)
+    module = SequenceModule(
+        model, TrainConfig(max_minutes=1.0, epochs=100, min_steps=1000), total_steps=10_000
+    )
+    module.fit_schedule_to_time_budget(50, steps_done=50, elapsed=10.0)  # 300 steps fit in 60 s
+    assert module.total_steps == 1000
