@@ -59,6 +59,7 @@ def test_the_docs_index_lists_every_study():
         ("onnx_vs_eager", "serving"),
         ("cold_start", "cold-start"),
         ("peer_comparison", "peer-comparison"),
+        ("first_run", "first-run"),
     ],
 )
 def test_single_study_scripts_write_into_their_study_folder(script, study):

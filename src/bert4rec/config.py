@@ -309,7 +309,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"dataset": "ml-1m"},
         "model": {"max_len": 200, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.1},
         # validation NDCG@10 is noisy (+-0.005 on 6,040 users) and BERT4Rec improves in steps: patience 10
-        "train": {"mask_prob": 0.2, "batch_size": 128, "lr": 1e-3, "epochs": 100, "patience": 10},
+        # the output bias starts at log-popularity: BERT4Rec left its initial plateau ~150 steps
+        # sooner per optimiser step (benchmarks/results/first-run/first_run_ml-1m.md)
+        "train": {
+            "mask_prob": 0.2,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "epochs": 100,
+            "patience": 10,
+            "output_bias_init": "log_popularity",
+        },
         # BERT4Rec sits on a plateau near popularity until it learns to use neighbouring positions; a
         # higher learning rate (with warmup and grad clipping) gets it off sooner on ML-1M
         # Measured on this repo's 2-core CPU (benchmarks/results/ml-1m-headline/ml-1m-40min.md):
