@@ -147,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="NDCG@10 levels to report the first step reaching (e.g. the baselines')")  # fmt: skip
     p.add_argument("--machine-note", default="", help="what else ran on the machine (recorded)")
     p.add_argument("--set", dest="sets", action="append", default=[])
+    p.add_argument("--table-only", action="store_true", help="rewrite the .md from the JSON, train nothing")
     args = p.parse_args(argv)
+    if args.table_only:
+        dataset = build_config(args.preset).data.dataset
+        json_path = RESULTS / f"first_run_{dataset}.json"
+        write_table(json.loads(json_path.read_text()), json_path.with_suffix(".md"))
+        return 0
 
     torch.set_num_threads(args.threads)
     overrides: dict[str, Any] = parse_overrides(args.sets)
@@ -196,6 +202,7 @@ def write(
         "every": args.every,
         "threads": args.threads,
         "machine_note": args.machine_note,
+        "references": args.reference,
         "curves": curves,
         "run": run_metadata(base.model_dump(mode="json"), base.train.seed, split.fingerprint, split.stats),
     }
@@ -209,25 +216,36 @@ def write(
         atomic_write_text(json_path, json.dumps(out, indent=2) + "\n")
     finally:
         os.close(folder)
+    write_table(out, md_path)
+
+
+def write_table(out: dict[str, Any], md_path: Path) -> None:
+    """The markdown table of a results JSON: NDCG@10 at fixed steps, and the first step reaching
+    each reference level (e.g. the baselines' test NDCG@10)."""
+    curves = dict(sorted(out["curves"].items()))
     steps = sorted({r["step"] for c in curves.values() for r in c["history"]})
     shown = [s for s in steps if s in (0, 50, 100, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000)]
     lines = [
-        f"Validation NDCG@10 (full ranking, {args.val_users} fixed validation users) against optimiser "
-        f"steps on {base.data.dataset}, {args.threads} threads, ml-1m preset settings per model otherwise.",
-        f"Machine: {args.machine_note or 'not recorded'}. Wall time is context only (a shared machine).",
+        f"Validation NDCG@10 (full ranking, {out['val_users']} fixed validation users) against optimiser "
+        f"steps on {out['dataset']}, {out['threads']} thread(s) per run, the ml-1m preset's settings per "
+        "model otherwise; a blank cell: the run was stopped before that step.",
+        f"Machine: {out['machine_note'] or 'not recorded'}. Training seconds are context only (a shared "
+        "machine).",
         "",
-        "| model/variant | " + " | ".join(f"step {s}" for s in shown) + " | train s at last step |",
-        "|---|" + "---:|" * (len(shown) + 1),
+        "| model/variant | " + " | ".join(f"step {s}" for s in shown) + " | steps | train s |",
+        "|---|" + "---:|" * (len(shown) + 2),
     ]
     for key, curve in curves.items():
         by_step = {r["step"]: r["val_ndcg@10"] for r in curve["history"]}
         cells = [f"{by_step[s]:.4f}" if s in by_step else "" for s in shown]
-        lines.append(f"| {key} | " + " | ".join(cells) + f" | {curve['history'][-1]['elapsed_s']} |")
-    if args.reference:
-        lines += ["", "| model/variant | " + " | ".join(f"first step >= {t}" for t in args.reference) + " |",
-                  "|---|" + "---:|" * len(args.reference)]  # fmt: skip
+        last = curve["history"][-1]
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {last['step']} | {last['elapsed_s']} |")
+    references = out.get("references") or []
+    if references:
+        lines += ["", "| model/variant | " + " | ".join(f"first step >= {t}" for t in references) + " |",
+                  "|---|" + "---:|" * len(references)]  # fmt: skip
         for key, curve in curves.items():
-            cells = [str(first_step_at(curve["history"], t) or "-") for t in args.reference]
+            cells = [str(first_step_at(curve["history"], t) or "-") for t in references]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
     atomic_write_text(md_path, "\n".join(lines) + "\n")
 
