@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bert4rec.errors import ConfigError
 
 MIN_API_KEY_LENGTH = 16
 
@@ -80,6 +82,11 @@ class ServeSettings(BaseSettings):
         description="Origins allowed to call the API from a browser (CORS); empty = CORS off.",
     )
 
+    @field_validator("max_concurrency", "request_timeout", mode="before")
+    @classmethod
+    def _zero_is_off(cls, value: Any) -> Any:
+        return None if value in (0, "0", "none", "None", "") else value
+
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -104,3 +111,21 @@ class ServeSettings(BaseSettings):
                 "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return SecretStr(key)
+
+
+def load_serve_settings(*, api_key_file: Path | None = None, **overrides: Any) -> ServeSettings:
+    """ServeSettings from the environment with `overrides` (None = not given) on top; the API key may
+    come from a file (a key on the command line would show in `ps`). Raises ConfigError, one line."""
+    values = {name: value for name, value in overrides.items() if value is not None}
+    if api_key_file is not None:
+        try:
+            values["api_key"] = api_key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read the API key file {api_key_file}: {err}") from None
+    try:
+        return ServeSettings(**values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid serve settings (options or BERT4REC_* variables): {problems}") from None
