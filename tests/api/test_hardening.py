@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import threading
 
 import anyio
@@ -243,25 +242,6 @@ def test_query_parameters_that_are_not_numbers_are_422(client):
 
 
 # ---------------------------------------------------------------- 8. hostile ids
-HOSTILE = ["<!--<script>", "</script><script>alert(1)</script>", "a/b", "x&amp;\u2028y", "c/../d"]
-
-
-@pytest.fixture(scope="module")
-def hostile_rec(tiny_artifact, tmp_path_factory):
-    """The tiny model with string user ids, some of them HTML, script or path fragments."""
-    from bert4rec.inference.recommender import Recommender
-
-    folder = tmp_path_factory.mktemp("hostile") / "model"
-    shutil.copytree(tiny_artifact, folder)
-    vocab = json.loads((folder / "vocab.json").read_text())
-    users = [f"user/{u}" for u in vocab["user_ids"]]
-    users[: len(HOSTILE)] = HOSTILE
-    vocab["user_ids"] = users
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["vocab.json"] = hashlib.sha256((folder / "vocab.json").read_bytes()).hexdigest()
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return Recommender.load(folder)
 
 
 def test_demo_bootstrap_is_safe_for_any_id(hostile_rec, monkeypatch):
