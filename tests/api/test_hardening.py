@@ -440,3 +440,12 @@ def test_api_docs_load_nothing_from_another_host(client, page):
     assert "default-src 'none'" in csp and "https:" not in csp and "cdn" not in csp
     if page == "/docs":
         assert '"validatorUrl": null' in html  # Swagger UI would otherwise call validator.swagger.io
+
+
+def test_item_ids_with_slashes_reach_the_item_route(client, api_rec):
+    response = client.get("/items/" + "a%2Fb")  # an encoded slash, as encodeURIComponent sends it
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": f"unknown item id 'a/b' (not in the {api_rec.vocab.n_items} trained items)"
+    }
+    assert client.get(f"/items/{api_rec.vocab.item_ids[0]}").status_code == 200
