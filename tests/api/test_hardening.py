@@ -205,6 +205,22 @@ def test_lone_surrogates_are_422_with_where(client, raw, loc):
     assert "lone UTF-16 surrogate" in error["msg"]
 
 
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        # a surrogate as raw UTF-8 bytes: Python's json.loads decodes them ("surrogatepass")
+        (b'{"query_type": "user_to_item", "user_id": "\xed\xa0\x80"}', "string_unicode"),
+        ('{"query_type": "user_to_item", "user_id": 1, "top_k": NaN}'.encode("utf-16"), "finite_number"),
+        ('{"query_type": "user_to_item", "user_id": "\\udc00"}'.encode("utf-32"), "string_unicode"),
+    ],
+    ids=["raw-utf8-surrogate", "utf16-nan", "utf32-surrogate"],
+)
+def test_faults_hidden_from_a_byte_scan_are_still_422(client, body, kind):
+    response = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == kind
+
+
 def test_a_surrogate_pair_and_text_that_merely_says_nan_are_fine(client):
     raw = r'{"query_type": "user_to_item", "user_id": "\ud83d\ude00 NaN Infinity"}'
     response = client.post("/recommend", content=raw.encode(), headers={"content-type": "application/json"})

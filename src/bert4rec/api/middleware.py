@@ -248,10 +248,16 @@ def json_body_problem(body: bytes) -> dict[str, Any] | None:
     (NaN, Infinity) or that decodes to a string no UTF-8 response could carry (a lone UTF-16
     surrogate such as "\\ud800"); None when it is fine, or so broken that the route's own parser
     answers it (syntax errors, bad UTF-8)."""
-    # fast path: both faults need these bytes; ordinary bodies are only scanned, never parsed here
-    has_constant = b"NaN" in body or b"Infinity" in body
-    has_surrogate_escape = re.search(rb"\\u[dD][89a-fA-F]", body) is not None
-    if not (has_constant or has_surrogate_escape):
+    # fast path: each fault needs one of these bytes; ordinary bodies are only scanned, never parsed
+    # here. json.loads (as Starlette calls it) decodes with "surrogatepass", so a surrogate can also
+    # come raw (UTF-8 bytes ED A0..BF), and UTF-16/32 bodies (with NUL bytes) hide both from a scan.
+    suspicious = (
+        b"NaN" in body
+        or b"Infinity" in body
+        or b"\x00" in body
+        or re.search(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]", body) is not None
+    )
+    if not suspicious:
         return None
     try:
         parsed = json.loads(body, parse_constant=lambda name: _NonFinite(name.replace("Infinity", "inf")))
