@@ -13,7 +13,8 @@
 
 Per configuration: offered and answered requests, status counts (200 served, 503 shed, 504 timed
 out), transport errors, unfinished, latency p50 / p99 of served and of shed answers, /health p50 /
-p99. The client runs in its own process (asyncio + httpx). Writes `<out>/<name>.json` and `.md`.
+p99. The client runs in its own process (plain asyncio streams: keep-alive HTTP/1.1 connections).
+Writes `<out>/<name>.json` and `.md`.
 
     python benchmarks/serve_overload.py --model runs/ml1m/bert4rec/model
 """
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,73 +40,120 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ---------------------------------------------------------------- client (its own process)
-async def probe_health(client: Any, stop: asyncio.Event, out: dict[str, Any]) -> None:
-    """GET /health every 100 ms until `stop`; latencies and non-200 answers into `out`."""
-    import httpx
+class Connection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a client that costs tens of
+    microseconds per request, so that the server, not the client, is what runs out (httpx costs
+    about a millisecond per request, which on a shared 2-core machine throttles the offered load)."""
 
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> int:
+        """The status code; reconnects when the server closed the connection."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        try:
+            self.writer.write(head.encode() + b"\r\n" + body)
+            await self.writer.drain()
+            response = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(response[9:12])
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", response)
+            await self.reader.readexactly(int(length.group(1)) if length else 0)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            self.close()
+            raise
+        if re.search(rb"(?i)\r\nconnection: *close", response):
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def probe_health(host: str, port: int, stop: asyncio.Event, out: dict[str, Any]) -> None:
+    """GET /health every 100 ms until `stop`; latencies and non-200 answers into `out`."""
+    connection = Connection(host, port)
     while not stop.is_set():
         start = time.perf_counter()
         try:
-            response = await client.get("/health")
+            status = await asyncio.wait_for(connection.request("GET", "/health"), timeout=30)
             out["health_times"].append(time.perf_counter() - start)
-            if response.status_code != 200:
-                out["health_failures"] += 1
-        except httpx.HTTPError:
+            out["health_failures"] += status != 200
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            connection.close()
             out["health_failures"] += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.1)
+    connection.close()
 
 
-async def offer(url: str, bodies: list[bytes], rate: float, seconds: float, drain: float) -> dict[str, Any]:
-    """Open loop: one request every 1/rate s for `seconds`, each on whatever connection is free."""
-    import httpx
-
+async def offer(
+    url: str, bodies: list[bytes], rate: float, seconds: float, drain: float, connections: int
+) -> dict[str, Any]:
+    """Open loop: a request falls due every 1/rate s for `seconds`; `connections` keep-alive
+    connections take them in order. Latency runs from the moment a request fell due, so time spent
+    waiting for a free connection counts (no coordinated omission)."""
+    host, port = url.removeprefix("http://").split(":")
     statuses: dict[str, int] = {}
     times: dict[str, list[float]] = {}
     failures: list[str] = []
     health: dict[str, Any] = {"health_times": [], "health_failures": 0}
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
-    timeout = httpx.Timeout(seconds + drain + 5, connect=seconds + drain + 5)
+    due: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
 
-    async def one(client: httpx.AsyncClient, body: bytes) -> None:
-        start = time.perf_counter()
-        try:
-            response = await client.post(
-                "/recommend", content=body, headers={"content-type": "application/json"}
-            )
-            code = str(response.status_code)
-        except httpx.HTTPError as err:
-            code = type(err).__name__
-            if len(failures) < 5:
-                failures.append(f"{code}: {err}")
-        statuses[code] = statuses.get(code, 0) + 1
-        times.setdefault(code, []).append(time.perf_counter() - start)
+    async def worker() -> None:
+        connection = Connection(host, int(port))
+        while (job := await due.get()) is not None:
+            fell_due, body = job
+            try:
+                code = str(await connection.request("POST", "/recommend", body))
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+                code = type(err).__name__
+                if len(failures) < 5:
+                    failures.append(f"{code}: {err}")
+            statuses[code] = statuses.get(code, 0) + 1
+            times.setdefault(code, []).append(loop.time() - fell_due)
+        connection.close()
 
-    async with (
-        httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client,
-        httpx.AsyncClient(base_url=url, timeout=timeout) as probe_client,
-    ):
-        stop = asyncio.Event()
-        probe = asyncio.create_task(probe_health(probe_client, stop, health))
-        loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Task[None]] = []
-        begin = loop.time()
-        while (due := begin + len(tasks) / rate) < begin + seconds:
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            tasks.append(asyncio.create_task(one(client, bodies[len(tasks) % len(bodies)])))
-        offered_for = loop.time() - begin
-        done, pending = await asyncio.wait(tasks, timeout=drain) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        stop.set()
-        await probe
+    stop = asyncio.Event()
+    probe = asyncio.create_task(probe_health(host, int(port), stop, health))
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    begin = loop.time()
+    offered = 0
+    while (when := begin + offered / rate) < begin + seconds:
+        if when > loop.time():
+            await asyncio.sleep(when - loop.time())
+        due.put_nowait((when, bodies[offered % len(bodies)]))
+        offered += 1
+    offered_for = loop.time() - begin
+    deadline = loop.time() + drain
+    while not due.empty() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    unfinished = due.qsize()
+    while not due.empty():  # what was never sent counts as unfinished
+        due.get_nowait()
+    for _ in workers:
+        due.put_nowait(None)
+    _, late = await asyncio.wait(workers, timeout=max(1.0, deadline - loop.time()))
+    for task in late:  # requests still waiting for their answer at the deadline
+        task.cancel()
+    unfinished += len(late)
+    stop.set()
+    await probe
     return {
-        "offered": len(tasks),
-        "offered_rate_rps": round(len(tasks) / offered_for, 1) if offered_for else 0.0,
+        "offered": offered,
+        "offered_rate_rps": round(offered / offered_for, 1) if offered_for else 0.0,
+        "connections": connections,
         "answered": sum(statuses.values()),
-        "unfinished": len(pending),
+        "unfinished": unfinished,
         "status_counts": statuses,
         "served_latency": summary(times.get("200", [])),
         "shed_latency": summary(times.get("503", [])),
@@ -116,28 +165,24 @@ async def offer(url: str, bodies: list[bytes], rate: float, seconds: float, drai
 
 async def closed_loop(url: str, bodies: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
     """`clients` connections each sending the next request when the last is answered."""
-    import httpx
-
-    count = 0
-    errors = 0
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as warm:  # first requests pay for warm-up
-        for body in bodies[:20]:
-            await warm.post("/recommend", content=body, headers={"content-type": "application/json"})
+    host, port = url.removeprefix("http://").split(":")
+    count = errors = 0
+    warm = Connection(host, int(port))
+    for body in bodies[:20]:  # the first requests pay for warm-up
+        await warm.request("POST", "/recommend", body)
+    warm.close()
     deadline = time.perf_counter() + seconds
 
     async def worker(offset: int) -> None:
         nonlocal count, errors
-        async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
-            i = offset
-            while time.perf_counter() < deadline:
-                response = await client.post(
-                    "/recommend",
-                    content=bodies[i % len(bodies)],
-                    headers={"content-type": "application/json"},
-                )
-                count += 1
-                errors += response.status_code != 200
-                i += clients
+        connection = Connection(host, int(port))
+        i = offset
+        while time.perf_counter() < deadline:
+            status = await connection.request("POST", "/recommend", bodies[i % len(bodies)])
+            count += 1
+            errors += status != 200
+            i += clients
+        connection.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
@@ -177,12 +222,12 @@ async def big_bodies(url: str, clients: int, seconds: float) -> dict[str, Any]:
                 times.setdefault(key, []).append(time.perf_counter() - start)
                 i += 1
 
-    async with httpx.AsyncClient(base_url=url, timeout=60.0) as probe_client:
-        stop = asyncio.Event()
-        probe = asyncio.create_task(probe_health(probe_client, stop, health))
-        await asyncio.gather(*(worker(i) for i in range(clients)))
-        stop.set()
-        await probe
+    host, port = url.removeprefix("http://").split(":")
+    stop = asyncio.Event()
+    probe = asyncio.create_task(probe_health(host, int(port), stop, health))
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    stop.set()
+    await probe
     return {
         "clients": clients,
         "body_bytes": {"parsed": len(parsed), "refused_by_length": len(huge)},
@@ -198,7 +243,9 @@ def run_client(spec_path: Path, result_path: Path) -> None:
     if spec["mode"] == "capacity":
         result = asyncio.run(closed_loop(spec["url"], bodies, spec["clients"], spec["seconds"]))
     elif spec["mode"] == "overload":
-        result = asyncio.run(offer(spec["url"], bodies, spec["rate"], spec["seconds"], spec["drain"]))
+        result = asyncio.run(
+            offer(spec["url"], bodies, spec["rate"], spec["seconds"], spec["drain"], spec["connections"])
+        )
     else:
         result = asyncio.run(big_bodies(spec["url"], spec["clients"], spec["seconds"]))
     result_path.write_text(json.dumps(result))
@@ -249,7 +296,8 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         f"Model `{record['model_path']}`. Capacity (closed loop, {cap['clients']} connections, limits off): "
         f"**{cap['throughput_rps']:.0f} req/s**. Each configuration was then offered "
-        f"{record['overload']:g} x that for {record['seconds']:g} s (open loop), with up to "
+        f"{record['overload']:g} x that for {record['seconds']:g} s (open loop, {record['connections']} "
+        f"connections), with up to "
         f"{record['drain_seconds']:g} s to drain.",
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}, commit {m['git_commit']}; "
         "server and client share it (loopback).",
@@ -293,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "--drain-seconds", type=float, default=30.0, help="wait at most this long for answers after"
     )
     p.add_argument("--overload", type=float, default=3.0, help="offered rate as a multiple of capacity")
+    p.add_argument("--connections", type=int, default=256, help="client connections in the overload runs")
     p.add_argument("--capacity-clients", type=int, default=8)
     p.add_argument("--capacity-seconds", type=float, default=5.0)
     p.add_argument("--big-clients", type=int, default=4, help="0 = skip the big-body run")
@@ -361,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "offered_rate_rps": round(rate, 1),
         "seconds": args.seconds,
         "drain_seconds": args.drain_seconds,
+        "connections": args.connections,
         "serve_args": CONFIGS,
         "overload_runs": runs,
         "big_bodies": big,
