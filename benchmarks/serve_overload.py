@@ -391,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate": rate,
             "seconds": args.seconds,
             "drain": args.drain_seconds,
+            "connections": args.connections,
         }
         runs[name] = with_server(args.model, serve_args, spec, args)
     big = None
