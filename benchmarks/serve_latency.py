@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 QUERY_TYPES = ("item_to_item", "user_to_item", "contextual", "sequential")
 
 

@@ -36,7 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_latency import free_port, machine, make_queries, start_server, summary  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 
 
 # ---------------------------------------------------------------- client (its own process)

@@ -43,6 +43,14 @@ class ServeSettings(BaseSettings):
         default=False,
         description="Load MiniLM and item text vectors so item_to_item accepts item_text for unknown items.",
     )
+    jobs_dir: Path | None = Field(
+        default=None,
+        description="Folder of training jobs; enables POST /jobs and POST /model (off when None).",
+    )
+    max_jobs: int = Field(
+        default=1, ge=1, description="Training jobs running at once; more wait in the queue."
+    )
+    max_queued_jobs: int = Field(default=16, ge=0, description="Queued jobs beyond those; more answer 429.")
 
     # ---- request limits (class 1 and 9 of issue 15)
     max_body_bytes: int = Field(
