@@ -465,3 +465,20 @@ def test_item_ids_with_slashes_reach_the_item_route(client, api_rec):
         "detail": f"unknown item id 'a/b' (not in the {api_rec.vocab.n_items} trained items)"
     }
     assert client.get(f"/items/{api_rec.vocab.item_ids[0]}").status_code == 200
+
+
+def test_api_key_guards_the_job_routes(api_rec, tmp_path):
+    from bert4rec.jobs import JobStore
+
+    app = create_app(api_rec, settings=ServeSettings(api_key=KEY), jobs=JobStore(tmp_path, monitor=False))
+    with TestClient(app) as client:
+        for method, path in (("GET", "/jobs"), ("GET", "/jobs/x"), ("DELETE", "/jobs/x"), ("POST", "/model")):
+            response = client.request(method, path, json={} if method == "POST" else None)
+            assert response.status_code == 401, (method, path)
+        assert client.post("/jobs", json={}).status_code == 401
+        keyed = {"X-API-Key": KEY}
+        assert client.get("/jobs", headers=keyed).status_code == 200
+        assert client.get("/jobs/x", headers=keyed).status_code == 404
+        assert client.post("/jobs", json={}, headers=keyed).status_code == 422  # the payload, not the key
+        schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/jobs"]["post"]["security"] == [{"APIKey": []}]
