@@ -56,6 +56,7 @@ def test_the_docs_index_lists_every_study():
         ("large_catalog", "large-catalog"),
         ("large_data", "large-data"),
         ("serve_latency", "serving"),
+        ("serve_overload", "serving"),
         ("onnx_vs_eager", "serving"),
         ("cold_start", "cold-start"),
         ("peer_comparison", "peer-comparison"),

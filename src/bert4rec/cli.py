@@ -664,18 +664,55 @@ def serve(
     max_jobs: Annotated[
         int | None, typer.Option(min=1, help="Training jobs running at once (default 1; the rest queue).")
     ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(min=1, help="Largest request body; larger ones get 413 (default 1048576).")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Requests served at once; more get 503 + Retry-After (default 64; 0 = no limit)."
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds before a request is answered 504 (default 10; 0 = no timeout)."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File with an API key that user-history and writing routes then require in X-API-Key "
+            "(or set $BERT4REC_API_KEY)."
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None, typer.Option(help="Accepted Host header value; repeat for more (default: any).")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Browser origin allowed to call the API (CORS); repeat for more (default: none)."),
+    ] = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
     try:
         import uvicorn
 
         from bert4rec.api import create_app
-        from bert4rec.api.settings import ServeSettings
+        from bert4rec.api.settings import load_serve_settings
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
-    settings = ServeSettings()
-    jobs_settings = {"jobs_dir": jobs_dir, "max_jobs": max_jobs}
-    settings = settings.model_copy(update={k: v for k, v in jobs_settings.items() if v is not None})
+    try:
+        settings = load_serve_settings(
+            api_key_file=api_key_file,
+            max_body_bytes=max_body_bytes,
+            max_concurrency=max_concurrency,
+            request_timeout=request_timeout,
+            allowed_hosts=allowed_host or None,
+            cors_origins=cors_origin or None,
+            jobs_dir=jobs_dir,
+            max_jobs=max_jobs,
+        )
+    except Bert4RecError as err:
+        _fail(err)
     threads = torch_threads or settings.torch_threads
     if threads:
         import torch
@@ -694,7 +731,13 @@ def serve(
         application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level=log_level)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level,
+        server_header=False,  # no "server: uvicorn" banner on every answer
+    )
 
 
 def main() -> None:  # pragma: no cover
