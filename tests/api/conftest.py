@@ -38,10 +38,12 @@ HOSTILE = ["<!--<script>", "</script><script>alert(1)</script>", "a/b", "x&amp;\
 @pytest.fixture(scope="session")
 def hostile_rec(tiny_artifact, tmp_path_factory):
     """The tiny model with string user ids, some of them HTML, script or path fragments."""
+    from bert4rec.artifacts import bundle_version
     from bert4rec.inference.recommender import Recommender
 
-    folder = tmp_path_factory.mktemp("hostile") / "model"
-    shutil.copytree(tiny_artifact, folder)
+    root = tmp_path_factory.mktemp("hostile") / "model"
+    shutil.copytree(tiny_artifact, root)
+    folder = bundle_version(root)
     vocab = json.loads((folder / "vocab.json").read_text())
     users = [f"user/{u}" for u in vocab["user_ids"]]
     users[: len(HOSTILE)] = HOSTILE
@@ -49,5 +51,6 @@ def hostile_rec(tiny_artifact, tmp_path_factory):
     (folder / "vocab.json").write_text(json.dumps(vocab))
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["vocab.json"] = hashlib.sha256((folder / "vocab.json").read_bytes()).hexdigest()
+    manifest.get("sizes", {})["vocab.json"] = (folder / "vocab.json").stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    return Recommender.load(folder)
+    return Recommender.load(root)
