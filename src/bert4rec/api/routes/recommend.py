@@ -57,4 +57,5 @@ def recommend(query: Annotated[RecommendRequest, Body()], rec: RecommenderDep) -
         used_length=result.used_length,
         truncated=result.truncated,
         max_history=rec.max_history,
+        intent_vector=result.vector.tolist() if query.return_vector and result.vector is not None else None,
     )
