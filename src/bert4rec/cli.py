@@ -467,7 +467,12 @@ def serve(
         if path is None:
             raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
         options = {"index": index, "index_threshold": index_threshold, "intents_cache": workers > 1}
-        served = Recommender.load(path, backend=backend, threads=threads or 1, **options)
+        # with workers, this process only checks the bundle and writes the user intents: each worker
+        # makes its own ONNX export, if asked, so the parent need not
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+        first = backend if workers == 1 else "torch"
+        served = Recommender.load(path, backend=first, threads=threads or 1, **options)
         if workers > 1:
             # each worker process builds its own app from these settings (uvicorn needs an import
             # string to start workers); the load above checked the bundle and wrote the user intents

@@ -31,7 +31,7 @@ router = APIRouter(tags=["recommend"])
 )
 async def recommend(query: Annotated[RecommendRequest, Body()], rec: RecommenderDep) -> RecommendResponse:
     """Rank items for one query: `item_to_item`, `user_to_item`, `contextual` or `sequential`."""
-    # async on purpose: a query is ~1 ms of CPU and handing it to the thread pool cost ~0.3 ms more
+    # async on purpose: a query is ~1 ms of CPU and handing it to the thread pool cost ~0.2 ms more
     # per request (benchmarks/results/serve_latency.md); processes (`serve --workers`) give parallelism
     common: dict[str, Any] = {
         "k": query.top_k,
