@@ -16,6 +16,8 @@ while serving), so `user_to_item` is one search instead of a model call.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import os
@@ -39,7 +41,7 @@ INTENTS_FILE = "intents.safetensors"
 class IntentEncoder:
     """Histories -> intent vectors (B, D + 1); `item_vectors()` -> (n_items + 1, D + 1) with the bias."""
 
-    def __init__(self, model: SequenceTransformer, chunk_size: int = 256) -> None:
+    def __init__(self, model: SequenceTransformer, chunk_size: int = 64) -> None:
         self.model = model
         self.chunk_size = chunk_size
         # BERT4Rec predicts at an appended [MASK]; a causal model after its last item (as TransformerScorer)
@@ -84,6 +86,13 @@ class IntentEncoder:
         return self.encode(np.array([user]), [history])[0]
 
 
+def _trim_heap() -> None:
+    """Hand the encoding's freed activations back to the OS. glibc keeps them otherwise: a server
+    process stayed 175 MiB larger after encoding ML-1M's users at max_len 200 (502 -> 327 MiB RSS)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _fingerprint(weights_digest: str, sequences: Sequence[np.ndarray]) -> str:
     h = hashlib.sha256(weights_digest.encode())
     for s in sequences:
@@ -122,6 +131,7 @@ class UserIntents:
         users = np.array([u for u, s in enumerate(sequences) if len(s)], dtype=np.int64)
         if len(users):
             vectors[users] = encoder.encode(users, [sequences[u] for u in users])
+            _trim_heap()
         if cache is not None:
             try:
                 _write(cache, vectors, fingerprint)
