@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 QUERY_TYPES = ("item_to_item", "user_to_item", "contextual", "sequential")
 MIX = {"user_to_item": 0.3, "contextual": 0.2, "sequential": 0.3, "item_to_item": 0.2}
 MAX_SESSION = 50
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-cold-start", action="store_true", help="serve with MiniLM loaded")
     p.add_argument("--startup-timeout", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="serve_latency", help="results file name (without extension)")
+    p.add_argument("--name", default="serve_throughput", help="results file name (without extension)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--note", default="", help="free text added to the report (e.g. which data)")
     p.add_argument("--client-spec", type=Path, help=argparse.SUPPRESS)  # internal: the load generator

@@ -1,7 +1,7 @@
 """`bert4rec report RUN_DIR`: one self-contained HTML page about a train / compare run folder.
 
 Reads what the run wrote (`results/*.json` records, per-epoch history, `<model>/model` bundles) and,
-optionally, the one-factor sweep tables of `benchmarks/results` (`sweep_*.md` / `.png`). The page
+optionally, the one-factor sweep tables of `benchmarks/results/sweeps` (`sweep_*.md` / `.png`). The page
 has inline CSS and the plots (matplotlib, Agg) embedded as base64 PNGs, so it can be mailed or
 archived as one file. Sections: run summary, test metrics (full ranking and sampled, labelled),
 training and validation curves, metrics by item-popularity bucket, sweeps, and example users with

@@ -108,3 +108,13 @@ def test_two_worker_processes_answer_like_the_recommender(tiny_artifact, tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_workers_refuse_training_jobs(tiny_artifact, tmp_path, monkeypatch, clean_env):
+    """POST /model swaps the model in the process that answers it: with several workers it cannot."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("must not start"))
+    args = ["serve", "--model", str(tiny_artifact), "--workers", "2", "--jobs-dir", str(tmp_path / "jobs")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "cannot serve training jobs" in result.output.replace("\n", " ")

@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from bert4rec import __version__
 from bert4rec.api.errors import add_exception_handlers
 from bert4rec.api.routes import demo, health, items, recommend, users
+from bert4rec.api.routes import jobs as job_routes
 from bert4rec.api.settings import ServeSettings
 from bert4rec.errors import ConfigError
 from bert4rec.inference.recommender import Recommender
+from bert4rec.jobs import JobStore
 
 DESCRIPTION = """Next-item recommendations from a trained BERT4Rec / SASRec bundle.
 
@@ -26,6 +28,7 @@ def create_app(
     *,
     text_cold_start: bool | None = None,
     settings: ServeSettings | None = None,
+    jobs: JobStore | Path | str | None = None,
 ) -> FastAPI:
     """Build the API around a Recommender, or load one from a model folder.
 
@@ -33,6 +36,8 @@ def create_app(
     `BERT4REC_TEXT_COLD_START`, off) loads MiniLM and the item text vectors now, so a broken setup
     fails at startup rather than on the first request. Raises ArtifactError for a missing,
     corrupted or inconsistent model folder.
+    `jobs` (a JobStore or its folder; default `BERT4REC_JOBS_DIR`) adds the training-job routes
+    (/jobs, POST /model); without it they do not exist.
     """
     settings = settings or ServeSettings()
     if model is None:
@@ -67,4 +72,10 @@ def create_app(
     app.include_router(recommend.router)
     app.include_router(users.router)
     app.include_router(demo.router)
+    jobs = jobs if jobs is not None else settings.jobs_dir
+    if jobs is not None:  # opt-in: these routes start processes and swap the served model
+        if not isinstance(jobs, JobStore):
+            jobs = JobStore(jobs, max_running=settings.max_jobs, max_queued=settings.max_queued_jobs)
+        app.state.jobs = jobs
+        app.include_router(job_routes.router)
     return app

@@ -35,3 +35,11 @@ class ServeSettings(BaseSettings):
         default=False,
         description="Reuse / write the user intent vectors beside the model (intents.safetensors).",
     )
+    jobs_dir: Path | None = Field(
+        default=None,
+        description="Folder of training jobs; enables POST /jobs and POST /model (off when None).",
+    )
+    max_jobs: int = Field(
+        default=1, ge=1, description="Training jobs running at once; more wait in the queue."
+    )
+    max_queued_jobs: int = Field(default=16, ge=0, description="Queued jobs beyond those; more answer 429.")

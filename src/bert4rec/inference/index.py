@@ -8,7 +8,7 @@ Row j holds item index j (row 0 is PAD: it never comes back from a search). Two 
 
 `ExactIndex` is one matrix-vector product: under a millisecond at MovieLens scale, ~20 ms at 1M
 64-d items. `HnswIndex` is faiss's HNSW graph: a few hundred vector comparisons per query, whatever
-the catalogue size (benchmarks/results/vector_index.md). `build_index(kind="auto")` picks exact below
+the catalogue size (benchmarks/results/serving/vector_index.md). `build_index(kind="auto")` picks exact below
 `threshold` items and HNSW above it.
 
 Both answer `search(query, k, exclude, mask)` with the same contract: at most `k` item indices, best
@@ -33,7 +33,7 @@ Metric = Literal["cosine", "ip"]
 IndexKind = Literal["auto", "exact", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("auto", "exact", "hnsw")
 # `auto` switches to HNSW above this many items: an exact 64-d search over 200k items takes ~3-5 ms on
-# one core of the 2-core benchmark machine, HNSW well under 1 ms (benchmarks/results/vector_index.md)
+# one core of the 2-core benchmark machine, HNSW well under 1 ms (benchmarks/results/serving/vector_index.md)
 DEFAULT_THRESHOLD = 200_000
 MAX_EF_SEARCH = 4096  # the widest candidate list a filtered graph search uses
 FAISS_HINT = "the approximate index needs faiss: pip install 'bert4rec[serve]' (faiss-cpu)"
@@ -172,7 +172,7 @@ class HnswIndex:
 
     `m` links per node and `ef_construction` trade build time and memory for recall; `ef_search` (the
     candidate list per query, raised to at least the number of results wanted) trades speed for recall.
-    The defaults are the setting measured at 1M items (benchmarks/results/vector_index.md): recall@10
+    The defaults are the setting measured at 1M items (benchmarks/results/serving/vector_index.md): recall@10
     0.975 at p50 0.3 ms, 0.951 with a filter passing 25% of the items.
     `ip` searches the graph with inner products directly. (The textbook reduction to a distance, one
     more coordinate sqrt(M^2 - |v|^2) per item, measured far worse here: recall@10 0.64 against 0.997

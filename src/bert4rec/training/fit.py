@@ -245,6 +245,7 @@ def fit_transformer(
     progress: bool = True,
     loggers: Sequence[Logger] = (),
     content: torch.Tensor | None = None,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train `cfg.model_type` on `split.train`, early-stopping on validation NDCG@10 (full ranking).
 
@@ -254,7 +255,8 @@ def fit_transformer(
     validation weights (with train.ema_decay: the best moving average). Under DDP the other
     processes get `is_global_zero=False` and no weights.
     `content`: the (n_items + 2, model.content_dim) item text vectors a `model.content_fusion` model
-    needs (`bert4rec.pipeline.content_vectors`).
+    needs (`bert4rec.pipeline.content_vectors`). `extra_callbacks`: more Lightning callbacks (e.g.
+    `training.progress.ProgressFile`).
     """
     tc = cfg.train
     if tc.num_threads:
@@ -289,6 +291,7 @@ def fit_transformer(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     callbacks.append(_TrainingRandomness(tc.seed))
+    callbacks.extend(extra_callbacks)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None
     if resume and ckpt_path is None:

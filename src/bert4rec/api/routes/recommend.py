@@ -32,7 +32,7 @@ router = APIRouter(tags=["recommend"])
 async def recommend(query: Annotated[RecommendRequest, Body()], rec: RecommenderDep) -> RecommendResponse:
     """Rank items for one query: `item_to_item`, `user_to_item`, `contextual` or `sequential`."""
     # async on purpose: a query is ~1 ms of CPU and handing it to the thread pool cost ~0.2 ms more
-    # per request (benchmarks/results/serve_latency.md); processes (`serve --workers`) give parallelism
+    # per request (docs/serving-scale.md); processes (`serve --workers`) give parallelism
     common: dict[str, Any] = {
         "k": query.top_k,
         "filters": query.metadata_filters(),
@@ -47,7 +47,7 @@ async def recommend(query: Annotated[RecommendRequest, Body()], rec: Recommender
         result = rec.contextual(query.user_id, query.item_id, **common)
     else:
         assert isinstance(query, SequentialQuery)
-        result = rec.sequential(query.item_ids, **common)
+        result = rec.sequential(query.session_items, **common)
     return RecommendResponse(
         query_type=query.query_type,
         path=result.path,  # type: ignore[arg-type]
