@@ -60,7 +60,7 @@ def make_queries(rec: Any, n: int, k: int, seed: int) -> dict[str, list[dict[str
         )
         length = rng.randint(1, min(len(history), MAX_SESSION)) if history else 1
         session = history[-length:] if history else [rng.choice(items)]
-        out["sequential"].append({"query_type": "sequential", "item_ids": session, "top_k": k})
+        out["sequential"].append({"query_type": "sequential", "session_items": session, "top_k": k})
     return out
 
 
@@ -73,7 +73,7 @@ def call_recommender(rec: Any, q: dict[str, Any]) -> Any:
         return rec.user_to_item(q["user_id"], k=k)
     if kind == "contextual":
         return rec.contextual(q["user_id"], q["item_id"], k=k)
-    return rec.sequential(q["item_ids"], k=k)
+    return rec.sequential(q["session_items"], k=k)
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:
