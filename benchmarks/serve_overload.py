@@ -258,7 +258,14 @@ def with_server(
 ) -> dict[str, Any]:
     """A fresh server with `serve_args`, one client process running `spec`; the client's result."""
     port = free_port()
-    server = start_server(model, port, False, args.torch_threads, args.startup_timeout, serve_args)
+    server = start_server(
+        model,
+        port,
+        text_cold_start=False,
+        torch_threads=args.torch_threads,
+        timeout=args.startup_timeout,
+        extra_args=serve_args,
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"

@@ -58,6 +58,7 @@ def test_the_docs_index_lists_every_study():
         ("serve_latency", "serving"),
         ("serve_overload", "serving"),
         ("onnx_vs_eager", "serving"),
+        ("vector_index", "serving"),
         ("cold_start", "cold-start"),
         ("peer_comparison", "peer-comparison"),
     ],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ from rich.table import Table
 
 from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge, load_config, parse_overrides
 from bert4rec.errors import Bert4RecError
+
+# = bert4rec.inference.index.DEFAULT_THRESHOLD (not imported here: keeps `--help` fast)
+DEFAULT_INDEX_THRESHOLD = 200_000
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sequential recommendation with BERT4Rec.")
 # Piped output (logs, CI, tests) gets a wide console so tables are not truncated to 80 columns.
@@ -653,6 +657,24 @@ def serve(
         ),
     ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes (uvicorn workers), each with its own read-only copy of the model; "
+            "user intents are computed once and shared through intents.safetensors beside the model.",
+        ),
+    ] = 1,
+    index: Annotated[
+        str,
+        typer.Option(
+            help="Item vector search: exact, hnsw (faiss, approximate) or auto (hnsw above "
+            "--index-threshold items). Metadata filters stay exact either way.",
+        ),
+    ] = "auto",
+    index_threshold: Annotated[
+        int, typer.Option(min=1, help="Catalogue size above which --index auto uses hnsw.")
+    ] = DEFAULT_INDEX_THRESHOLD,
     jobs_dir: Annotated[
         Path | None,
         typer.Option(
@@ -719,25 +741,72 @@ def serve(
 
         torch.set_num_threads(threads)
     try:
-        served: Any = model
-        if backend != "torch":  # create_app loads the eager Recommender itself
-            from bert4rec.errors import ConfigError
-            from bert4rec.inference.recommender import Recommender
+        from bert4rec.errors import ConfigError
+        from bert4rec.inference.recommender import Recommender
 
-            path = model or settings.model
-            if path is None:
-                raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
-            served = Recommender.load(path, backend=backend, threads=threads or 1)
-        application = create_app(served, text_cold_start=text_cold_start, settings=settings)
+        path = model or settings.model
+        if path is None:
+            raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
+        if workers > 1 and settings.jobs_dir is not None:
+            raise ConfigError(
+                "--workers above 1 cannot serve training jobs (--jobs-dir / BERT4REC_JOBS_DIR): "
+                "POST /model would swap the model in one worker only; use one worker with jobs"
+            )
+        options = {"index": index, "index_threshold": index_threshold, "intents_cache": workers > 1}
+        # with workers, this process only checks the bundle and writes the user intents: each worker
+        # makes its own ONNX export, if asked, so the parent need not
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+        first = backend if workers == 1 else "torch"
+        served = Recommender.load(path, backend=first, threads=threads or 1, **options)
+        if workers > 1:
+            # each worker process builds its own app from these settings (uvicorn needs an import
+            # string to start workers); the load above checked the bundle and wrote the user intents
+            # beside it, which the workers reuse instead of encoding every history again
+            del served
+            cold = settings.text_cold_start if text_cold_start is None else text_cold_start
+            env = {"MODEL": str(path), "BACKEND": backend, "INDEX": index, "INDEX_THRESHOLD": index_threshold}
+            env |= {"TORCH_THREADS": threads or 1, "TEXT_COLD_START": cold, "INTENTS_CACHE": True}
+            # the request limits and hygiene settings, so every worker enforces what this process parsed
+            env |= {
+                "MAX_BODY_BYTES": settings.max_body_bytes,
+                "MAX_CONCURRENCY": settings.max_concurrency or 0,
+                "REQUEST_TIMEOUT": settings.request_timeout or 0,
+                "ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+                "CORS_ORIGINS": ",".join(settings.cors_origins),
+            }
+            if settings.api_key is not None:
+                env["API_KEY"] = settings.api_key.get_secret_value()
+            os.environ.update({f"BERT4REC_{k}": str(v) for k, v in env.items()})
+        else:
+            application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    uvicorn.run(
-        application,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=log_level,
-        server_header=False,  # no "server: uvicorn" banner on every answer
-    )
+    address = {"host": host or settings.host, "port": port or settings.port, "log_level": log_level}
+    address["server_header"] = False  # no "server: uvicorn" banner on every answer
+    if workers > 1:
+        uvicorn.run("bert4rec.api.app:create_app", factory=True, workers=workers, **address)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(application, **address)  # type: ignore[arg-type]
+
+
+@app.command("export-vectors")
+def export_vectors(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
+    out: Annotated[Path, typer.Argument(help="Parquet file to write (e.g. items.parquet).")],
+) -> None:
+    """Write every item's vector (output vector + bias), id, popularity and metadata to Parquet.
+
+    The inner product of a query's intent vector (POST /recommend with "return_vector": true) with
+    an item's vector is the model's score of that item: load the file into a vector database.
+    """
+    from bert4rec.inference.vectors import export_item_vectors
+
+    try:
+        path, rows, dim = export_item_vectors(model_dir, out)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}")
 
 
 def main() -> None:  # pragma: no cover

@@ -65,7 +65,21 @@ def create_app(
         if settings.model is None:
             raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
         model = settings.model
-    recommender = model if isinstance(model, Recommender) else Recommender.load(model)
+    if isinstance(model, Recommender):
+        recommender = model
+    else:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        options = {"index": settings.index, "index_threshold": settings.index_threshold}
+        recommender = Recommender.load(
+            model,
+            backend=settings.backend,
+            threads=settings.torch_threads or 1,
+            intents_cache=settings.intents_cache,
+            **options,
+        )
     if text_cold_start is None:
         text_cold_start = settings.text_cold_start
     if text_cold_start and recommender.content is None:

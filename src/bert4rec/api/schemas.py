@@ -52,6 +52,12 @@ class _Query(BaseModel):
     exclude_seen: StrictBool = Field(
         default=True, description="Leave out items already in the history (the query item for item_to_item)."
     )
+    return_vector: StrictBool = Field(
+        default=False,
+        description="Also return the query's intent vector `[h, 1]` (model path: user_to_item for a known "
+        "user, contextual, sequential). Its inner product with an item's exported vector "
+        "(`bert4rec export-vectors`) is the model's score of that item.",
+    )
 
     @field_validator("filters")
     @classmethod
@@ -174,6 +180,11 @@ class RecommendResponse(BaseModel):
     used_length: int = Field(description="History items the model saw (the most recent ones).")
     truncated: bool = Field(description="True when the history was longer than `max_history` and cut.")
     max_history: int
+    intent_vector: list[float] | None = Field(
+        default=None,
+        description="With `return_vector`: the intent vector (hidden size + 1 floats) the items were "
+        "searched with; null for the popularity and item_to_item paths.",
+    )
 
 
 class ItemResponse(BaseModel):

@@ -43,6 +43,14 @@ class ServeSettings(BaseSettings):
         default=False,
         description="Load MiniLM and item text vectors so item_to_item accepts item_text for unknown items.",
     )
+    # read when create_app() loads the model itself (each `serve --workers N` process does)
+    backend: str = Field(default="torch", description="torch or onnx (see `bert4rec serve --backend`).")
+    index: str = Field(default="auto", description="Item vector search: exact, hnsw or auto.")
+    index_threshold: int = Field(default=200_000, ge=1, description="Items above which auto uses hnsw.")
+    intents_cache: bool = Field(
+        default=False,
+        description="Reuse / write the user intent vectors beside the model (intents.safetensors).",
+    )
     jobs_dir: Path | None = Field(
         default=None,
         description="Folder of training jobs; enables POST /jobs and POST /model (off when None).",
