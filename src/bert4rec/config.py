@@ -210,6 +210,11 @@ class EvalConfig(_Strict):
     )
     seed: int = 2024
     batch_size: int = Field(default=512, ge=1)
+    genre_column: str | None = Field(
+        default="genres",
+        description="Item column with each item's genres ('|'-separated) for genre_precision@k / "
+        "genre_ndcg@k; the default is skipped when the data lacks it, null turns genre metrics off.",
+    )
 
     @model_validator(mode="after")
     def _positive_ks(self) -> EvalConfig:
