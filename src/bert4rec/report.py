@@ -252,7 +252,9 @@ def genre_section(records: list[dict[str, Any]]) -> str | None:
     """Genre-level metrics (full ranking) per model with their definitions; None when no record has them."""
     if not any("genre_precision@10" in r["metrics"].get("full", {}) for r in records):
         return None
-    protocol = next((g for r in records if (g := r["metrics"].get("protocol", {}).get("genres"))), {})
+    protocol: dict[str, Any] = next(
+        (g for r in records if (g := r["metrics"].get("protocol", {}).get("genres"))), {}
+    )
     notes = [
         f"Item genres from column {protocol.get('column', '?')!r} "
         f"({_fmt(protocol.get('n_genres'))} genres; {_fmt(protocol.get('n_users'))} test users have a "
