@@ -148,7 +148,9 @@ class Evaluator:
                 assert self.genres is not None
                 if genre_matrix is None:
                     genre_matrix = torch.as_tensor(self.genres.matrix, device=scores.device)
-                self._genre_batch(genre_parts, genre_matrix, top.masked_fill(~finite, 0), target, hist)
+                # an excluded (-inf) item in the top k means the ranking ran out of candidates: no item
+                no_item = torch.isneginf(values)
+                self._genre_batch(genre_parts, genre_matrix, top.masked_fill(no_item, 0), target, hist)
             for m in sampled:
                 negs = torch.as_tensor(negatives[m][start:stop], device=scores.device)
                 candidates = torch.cat([target.unsqueeze(1), negs], dim=1)  # (B, 1 + n_neg), target first
