@@ -229,7 +229,7 @@ def test_evaluator_emits_genre_metrics_only_with_genres():
         Evaluator(split, EvalConfig(), ItemGenres("genres", ["A"], np.zeros((3, 1), dtype=bool)))
 
 
-def test_evaluator_batches_do_not_change_genre_metrics():
+def test_evaluator_batches_and_chunks_do_not_change_genre_metrics(monkeypatch):
     rng = np.random.default_rng(3)
     split = make_split([list(rng.choice(np.arange(1, 41), size=8, replace=False)) for _ in range(50)], 40)
     matrix = rng.random((41, 6)) < 0.3
@@ -239,6 +239,9 @@ def test_evaluator_batches_do_not_change_genre_metrics():
     a = Evaluator(split, EvalConfig(batch_size=7), genres).evaluate(scorer, modes=("full",))["full"]
     b = Evaluator(split, EvalConfig(batch_size=512), genres).evaluate(scorer, modes=("full",))["full"]
     assert a == pytest.approx(b)
+    monkeypatch.setattr("bert4rec.evaluation.evaluator.GENRE_CHUNK_ELEMENTS", 41 * 3)  # 3 users a chunk
+    c = Evaluator(split, EvalConfig(batch_size=512), genres).evaluate(scorer, modes=("full",))["full"]
+    assert c == pytest.approx(b)
     assert 0 < a["genre_ndcg@10"] < 1 and 0 < a["genre_precision@10"] < 1
 
 

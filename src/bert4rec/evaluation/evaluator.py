@@ -56,6 +56,7 @@ MODES: tuple[Mode, ...] = ("full", "sampled_uniform", "sampled_popularity")
 SAMPLED_MODES: tuple[Mode, ...] = ("sampled_uniform", "sampled_popularity")
 COVERAGE_K = 10
 HEAD_SHARE = 0.2  # share of catalogue items in the "head" bucket
+GENRE_CHUNK_ELEMENTS = 1 << 24  # users x items per chunk of the genre metrics' ideal-list tensors
 BUCKETS = ("head", "mid", "tail")
 
 SEEN_POLICY = "items of the input history get -inf, except the target, which is never excluded"
@@ -322,16 +323,23 @@ class Evaluator:
         exactly as in `_exclude`, the target never is.
         """
         n_cols = self.split.n_items + 1
-        excluded = torch.zeros(len(target), n_cols, dtype=torch.bool, device=genres.device)
-        excluded[:, 0] = True
-        index = self._seen_index(histories, genres.device)
-        if index is not None:
-            excluded[index] = True
-            excluded[torch.arange(len(target), device=genres.device), target.to(genres.device)] = False
         if top.shape[1] < max(self.ks):  # a catalogue smaller than k: the missing slots hold no item
             top = torch.nn.functional.pad(top, (0, max(self.ks) - top.shape[1]), value=0)
-        for key, values in genre_metrics_per_user(top, target, genres, self.ks, excluded).items():
-            parts.setdefault(key, []).append(values.cpu())
+        # the ideal list needs (rows, n_items + 1) relevance and mask tensors: bound them to ~2**24
+        # elements per chunk so that large catalogues do not double the memory of the score batch
+        rows = max(1, GENRE_CHUNK_ELEMENTS // n_cols)
+        for lo in range(0, len(target), rows):
+            hi = min(lo + rows, len(target))
+            excluded = torch.zeros(hi - lo, n_cols, dtype=torch.bool, device=genres.device)
+            excluded[:, 0] = True
+            index = self._seen_index(histories[lo:hi], genres.device)
+            if index is not None:
+                excluded[index] = True
+                chunk_target = target[lo:hi].to(genres.device)
+                excluded[torch.arange(hi - lo, device=genres.device), chunk_target] = False
+            metrics = genre_metrics_per_user(top[lo:hi], target[lo:hi], genres, self.ks, excluded)
+            for key, values in metrics.items():
+                parts.setdefault(key, []).append(values.cpu())
 
     # ------------------------------------------------------------------ long tail
 
