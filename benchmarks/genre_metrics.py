@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         "Shared machine: 2 CPU cores used at the same time by other work (other sessions' tests and "
         "benchmarks), so seconds are indicative only; the load average before and after each model is in "
         "its record. Transformers trained for a fixed number of epochs on one torch thread "
-        f"(bert4rec {epochs['bert4rec']}, sasrec {epochs['sasrec']}; ~10 min each): short runs, not the "
-        "README's 40-min models, so their exact-item numbers are below those."
-        + (f" {args.note}" if args.note else "")
+        f"(bert4rec {epochs['bert4rec']}, sasrec {epochs['sasrec']}; picked to take ~10 min each on an "
+        "idle machine, train_seconds says what they took here): short runs, not the README's 40-min "
+        "models, so their exact-item numbers are below those." + (f" {args.note}" if args.note else "")
     )
     payload = {
         "benchmark": "genre_metrics",
