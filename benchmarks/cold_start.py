@@ -16,7 +16,7 @@ Each model is evaluated twice:
   as_trained  the weights as trained; the held-out items were never-positive items in the training
               softmax, which pushes them down in both models
 
-Writes benchmarks/results/cold_start_<name>.json and .md (name: the dataset unless --name).
+Writes benchmarks/results/cold-start/cold_start_<name>.json and .md (name: the dataset unless --name).
 
     python benchmarks/cold_start.py --preset ml-1m --data-dir ../shared/data/ml-1m --minutes 10
     python benchmarks/cold_start.py --preset demo --minutes 0.3        # smoke test, generated data
@@ -49,7 +49,8 @@ from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import content_vectors, dataset_name, prepare
 from bert4rec.training.fit import fit_transformer
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "cold-start"
 VARIANTS = ("id_only", "fused")
 TREATMENTS = ("new_items", "as_trained")
 GROUPS = ("cold", "warm")

@@ -4,7 +4,7 @@ Prepares ML-1M, trains BERT4Rec and SASRec with the `ml-1m` preset for a FIXED n
 (no time budget, no early stop before the last epoch; the best validation epoch is evaluated, as
 in every run) on one torch thread, fits the popularity, item-KNN and MF baselines, and evaluates
 all of them with the one evaluator (full ranking plus the sampled modes; genre metrics on the full
-ranking). Writes `benchmarks/results/genre_metrics_ml-1m.json` (the result records, one per model,
+ranking). Writes `benchmarks/results/genre-metrics/genre_metrics_ml-1m.json` (the result records, one per model,
 as `pipeline.train_and_evaluate` makes them) and `genre_metrics_ml-1m.md` (the usual metrics table
 and a genre table).
 
@@ -30,7 +30,7 @@ from bert4rec.config import build_config, deep_merge, option_overrides
 from bert4rec.evaluation.results import _json_default, atomic_write_text, markdown_table
 from bert4rec.pipeline import ALL_MODELS, prepare, train_and_evaluate
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "genre-metrics"
 GENRE_KS = (10,)
 
 

@@ -14,7 +14,7 @@ reported, next to the memory the process had before the first training step. A f
 whose (N, n_items + 1) float32 logits would exceed `--max-logits-gb` (default 3 GB; a smoke run
 measured the training step's RSS growth at ~4x the logits: logits, softmax and their gradients) is
 recorded as skipped rather than run, so the sweep cannot take the machine down.
-Writes benchmarks/results/large_catalog.json and large_catalog.md (or into `--out`).
+Writes benchmarks/results/large-catalog/large_catalog.json and large_catalog.md (or into `--out`).
 
 Full sweep (1.2M interactions, catalogs from 10k to 200k items):
 
@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "large-catalog"
 
 
 def generate_sequences(n_users: int, n_items: int, n_interactions: int, seed: int = 0) -> list[np.ndarray]:

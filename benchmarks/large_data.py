@@ -10,7 +10,7 @@ each path's peak resident memory (`ru_maxrss`) is its own:
 - `ml-25m`: the MovieLens loader, a Polars lazy scan that materialises only the four columns;
 - `file`: the generic CSV loader (`data.dataset=file`), which reads the whole table eagerly.
 
-Writes benchmarks/results/large_data.json and large_data.md (or into `--out`). The generated file
+Writes benchmarks/results/large-data/large_data.json and large_data.md (or into `--out`). The generated file
 (~650 MB for 25M rows) is written once into `--workdir` and reused.
 
     python benchmarks/large_data.py --rows 25000000 --workdir /tmp/bert4rec-large-data
@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "large-data"
 
 
 def generate_ratings_csv(

@@ -36,7 +36,8 @@ from bert4rec.data.masking import inference_batch
 from bert4rec.evaluation.results import atomic_write_text
 from bert4rec.models.transformer import SequenceTransformer
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 CHECK_LENGTHS = (1, 10, 50, 199)  # history lengths (BERT4Rec appends a [MASK]: inputs of 2..200)
 BATCH1_LENGTHS = (10, 50, 200)  # input sequence lengths timed at batch 1
 FASTER = 0.20  # ONNX Runtime must be this much faster at batch 1 to be worth a second serving path

@@ -21,8 +21,9 @@ RecTools needs its own virtualenv (it pins numpy<2 and pytorch-lightning<=2.5.2)
     .venv-peer/bin/pip install "torch==2.13.0" numpy "rectools[torch]==0.19.*" -e .
     .venv-peer/bin/python benchmarks/peer_comparison.py --data-dir ../shared/data/ml-1m --epochs 5
 
-Writes `benchmarks/results/peer_<name>_<model>.json` (models `bert4rec`, `rectools_bert4rec`, `sasrec`,
-`rectools_sasrec`) and `benchmarks/results/peer_<name>.md`. Smoke test on a user subsample:
+Writes `benchmarks/results/peer-comparison/peer_<name>_<model>.json` (models `bert4rec`,
+`rectools_bert4rec`, `sasrec`, `rectools_sasrec`) and `benchmarks/results/peer-comparison/peer_<name>.md`.
+Smoke test on a user subsample:
 
     .venv-peer/bin/python benchmarks/peer_comparison.py --data-dir ../shared/data/ml-1m \
         --max-users 300 --epochs 1 --set model.max_len=50 --results-dir /tmp/peer_smoke
@@ -65,7 +66,8 @@ from bert4rec.evaluation.results import (
 from bert4rec.pipeline import Prepared, dataset_name
 
 log = logging.getLogger("peer_comparison")
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "peer-comparison"
 MODELS = ("bert4rec", "sasrec")
 DEFAULT_EPOCHS = 10
 

@@ -28,10 +28,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 QUERY_TYPES = ("item_to_item", "user_to_item", "contextual", "sequential")
 
 
@@ -188,13 +190,19 @@ def free_port() -> int:
 
 
 def start_server(
-    model: Path, port: int, text_cold_start: bool, torch_threads: int, timeout: float
+    model: Path,
+    port: int,
+    text_cold_start: bool,
+    torch_threads: int,
+    timeout: float,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
+    """`bert4rec serve` in a subprocess (more `serve` options in `extra_args`), once /health answers."""
     import httpx
 
     cmd = [sys.executable, "-m", "bert4rec.cli", "serve", "--model", str(model), "--port", str(port)]
     cmd += ["--log-level", "warning", "--text-cold-start" if text_cold_start else "--no-text-cold-start"]
-    cmd += ["--torch-threads", str(torch_threads)]
+    cmd += ["--torch-threads", str(torch_threads), *extra_args]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -2,7 +2,7 @@
 
 Each value is trained from the same base config, on the same split, with the same wall-clock budget
 (`--minutes`), and its best validation NDCG@10 (full ranking) is recorded together with its
-validation curve. Writes benchmarks/results/sweep_<name>.json, sweep_<name>.md and
+validation curve. Writes benchmarks/results/sweeps/sweep_<name>.json, sweep_<name>.md and
 sweep_<name>.png (best NDCG@10 per value, and NDCG@10 vs wall-clock minutes per value).
 
     python benchmarks/sweep.py --data-dir ../shared/data/ml-1m --minutes 4 \
@@ -24,7 +24,8 @@ from bert4rec.evaluation.results import atomic_write_text, run_metadata
 from bert4rec.pipeline import prepare
 from bert4rec.training.fit import fit_transformer
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "sweeps"
 
 
 def _parse_param(text: str) -> tuple[str, list[str]]:

@@ -3,7 +3,7 @@
 Each variant trains the same model on real ML-1M training windows (forward, backward, AdamW step)
 for a number of steps. Variants are run in interleaved rounds (A B C ... A B C ...) so that noise
 from other processes on the machine hits all of them alike; the median ms/step per variant and its
-ratio to the first (paper-style) variant are reported. Writes benchmarks/results/train_speed.json
+ratio to the first (paper-style) variant are reported. Writes benchmarks/results/train-speed/train_speed.json
 and train_speed.md.
 
     python benchmarks/train_speed.py --data-dir ../shared/data/ml-1m --steps 6 --rounds 3
@@ -42,7 +42,8 @@ from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import prepare
 from bert4rec.training.fit import make_negative_sampler, make_train_loader
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
+RESULTS = Path(__file__).resolve().parent / "results" / "train-speed"
 
 
 def _batches(loader: DataLoader, n: int, pad_to: int | None) -> list[dict[str, torch.Tensor]]:

@@ -41,3 +41,18 @@ def tiny_raw():
     )
     items = pl.DataFrame({"item_id": list("abcde"), "title": [f"Item {c.upper()}" for c in "abcde"]})
     return RawData(frame, items, "tiny.csv", "title", ["title"])
+
+
+@pytest.fixture(scope="session")
+def spec_artifact(tmp_path_factory):
+    """A BERT4Rec bundle trained on spec-shaped data (ids "item_1024", "user_777"; brand, category,
+    in_stock, title, description), for the spec's payloads."""
+    from spec_data import spec_config, write_spec_data
+
+    from bert4rec.pipeline import prepare, train_and_evaluate
+
+    folder = tmp_path_factory.mktemp("spec")
+    cfg = spec_config(*write_spec_data(folder))
+    run = train_and_evaluate("bert4rec", cfg, prepare(cfg), folder / "run", progress=False)
+    assert run.artifact is not None
+    return run.artifact

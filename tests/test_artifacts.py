@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bert4rec import artifacts
-from bert4rec.artifacts import full_sequences, load_bundle, save_bundle
+from bert4rec.artifacts import bundle_version, full_sequences, load_bundle, save_bundle
 from bert4rec.errors import ArtifactError
 from bert4rec.inference.scoring import TransformerScorer
 
@@ -27,7 +27,7 @@ def test_bundle_round_trip_gives_identical_scores(tiny_artifact, tiny_prepared):
         TransformerScorer(bundle.model).score(users, seqs[:3]),
         TransformerScorer(again.model).score(users, seqs[:3]),
     )
-    assert not any(p.suffix in (".pkl", ".pickle", ".pt", ".ckpt") for p in tiny_artifact.iterdir()), (
+    assert not any(p.suffix in (".pkl", ".pickle", ".pt", ".ckpt") for p in tiny_artifact.rglob("*")), (
         "no pickle"
     )
 
@@ -39,16 +39,22 @@ def artifact_copy(tiny_artifact, tmp_path):
     return dst
 
 
-def test_missing_folder_and_missing_manifest(tmp_path, artifact_copy):
+@pytest.fixture
+def live(artifact_copy):
+    """The folder holding the copy's current files (the version CURRENT points at)."""
+    return bundle_version(artifact_copy)
+
+
+def test_missing_folder_and_missing_manifest(tmp_path, artifact_copy, live):
     with pytest.raises(ArtifactError, match="not a folder"):
         load_bundle(tmp_path / "nope")
-    (artifact_copy / "manifest.json").unlink()
+    (live / "manifest.json").unlink()
     with pytest.raises(ArtifactError, match="manifest.json is missing"):
         load_bundle(artifact_copy)
 
 
-def test_corrupted_weights_are_detected(artifact_copy):
-    path = artifact_copy / "model.safetensors"
+def test_corrupted_weights_are_detected(artifact_copy, live):
+    path = live / "model.safetensors"
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -56,28 +62,29 @@ def test_corrupted_weights_are_detected(artifact_copy):
         load_bundle(artifact_copy)
 
 
-def test_missing_required_file(artifact_copy):
-    (artifact_copy / "vocab.json").unlink()
+def test_missing_required_file(artifact_copy, live):
+    (live / "vocab.json").unlink()
     with pytest.raises(ArtifactError, match="vocab.json"):
         load_bundle(artifact_copy)
 
 
-def test_config_that_does_not_match_the_weights(artifact_copy):
-    cfg_path = artifact_copy / "config.json"
+def test_config_that_does_not_match_the_weights(artifact_copy, live):
+    cfg_path = live / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["model"]["hidden_size"] = 32
     cfg_path.write_text(json.dumps(cfg))
-    manifest = json.loads((artifact_copy / "manifest.json").read_text())
+    manifest = json.loads((live / "manifest.json").read_text())
     manifest["files"]["config.json"] = artifacts._sha256(cfg_path)  # a consistent-looking but wrong bundle
-    (artifact_copy / "manifest.json").write_text(json.dumps(manifest))
+    manifest["sizes"]["config.json"] = cfg_path.stat().st_size
+    (live / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="does not match config.json"):
         load_bundle(artifact_copy)
 
 
-def test_unsupported_format_version(artifact_copy):
-    manifest = json.loads((artifact_copy / "manifest.json").read_text())
+def test_unsupported_format_version(artifact_copy, live):
+    manifest = json.loads((live / "manifest.json").read_text())
     manifest["format_version"] = 99
-    (artifact_copy / "manifest.json").write_text(json.dumps(manifest))
+    (live / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="format 99 is not supported"):
         load_bundle(artifact_copy)
 

@@ -150,3 +150,90 @@ def test_option_overrides_combine_sets_data_dir_and_budget():
     out = option_overrides(["train.epochs=3"], data_dir="/data", max_minutes=2.5)
     assert out == {"train": {"epochs": 3, "max_minutes": 2.5}, "data": {"data_dir": "/data"}}
     assert option_overrides([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("preset", "hidden", "heads", "depth", "max_len", "epochs"),
+    [
+        # SPEC.md, use-case presets: hidden / heads / depth / max length / epochs
+        ("video-streaming", 128, 4, 3, 50, 20),
+        ("ecommerce-session", 64, 2, 2, 20, 15),
+        ("music-playlist", 96, 3, 3, 30, 25),
+    ],
+)
+def test_use_case_presets_carry_the_specs_values(preset, hidden, heads, depth, max_len, epochs):
+    for model_type in ("bert4rec", "sasrec"):
+        cfg = build_config(preset).for_model(model_type)
+        assert (cfg.model.hidden_size, cfg.model.num_heads, cfg.model.num_layers) == (hidden, heads, depth)
+        assert (cfg.model.max_len, cfg.train.epochs) == (max_len, epochs)
+
+
+@pytest.mark.parametrize("preset", ["video-streaming", "ecommerce-session", "music-playlist"])
+def test_use_case_presets_build_models_that_run(preset):
+    import torch
+
+    from bert4rec.models import build_transformer
+
+    for model_type in ("bert4rec", "sasrec"):
+        cfg = build_config(preset).for_model(model_type)
+        model = build_transformer(model_type, cfg.model, n_items=40)
+        seq = torch.randint(1, 41, (3, cfg.model.max_len))
+        labels = torch.zeros_like(seq)
+        labels[:, -1] = seq[:, -1]
+        assert torch.isfinite(model.loss(seq, labels))
+        assert model.predict(seq).shape == (3, 41)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        ({"train": {"epoch": 3}}, "did you mean train.epochs?"),
+        ({"model": {"hidden": 32}}, "did you mean model.hidden_size?"),
+        ({"trian": {"epochs": 3}}, "did you mean train?"),
+        ({"model_typ": "sasrec"}, "did you mean model_type?"),
+        ({"per_model": {"sasrec": {"train": {"batch_sise": 64}}}}, "did you mean train.batch_size?"),
+    ],
+)
+def test_a_mistyped_field_suggests_the_closest_valid_one(overrides, hint):
+    with pytest.raises(ConfigError) as err:
+        build_config("demo", overrides)
+    assert hint in str(err.value) and "Extra inputs are not permitted" in str(err.value)
+
+
+def test_no_suggestion_when_nothing_is_close():
+    with pytest.raises(ConfigError) as err:
+        build_config(None, {"data": {"xyzzy": 1}})
+    assert "data.xyzzy" in str(err.value) and "did you mean" not in str(err.value)
+
+
+def test_a_config_file_with_a_mistyped_field_gets_the_suggestion(tmp_path):
+    from bert4rec.config import load_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"train": {"epoch": 3}}))
+    with pytest.raises(ConfigError, match=r"config.json: .*train.epoch.*did you mean train.epochs\?"):
+        load_config(path)
+
+
+def test_describe_fields_covers_every_field_with_a_description():
+    from bert4rec.config import DataConfig, EvalConfig, ModelConfig, TrainConfig, describe_fields
+
+    rows = {row["field"]: row for row in describe_fields()}
+    for section, model in (
+        ("data", DataConfig),
+        ("model", ModelConfig),
+        ("train", TrainConfig),
+        ("eval", EvalConfig),
+    ):
+        assert {f"{section}.{name}" for name in model.model_fields} <= set(rows)
+    assert all(row["description"] for row in rows.values()), [
+        f for f, r in rows.items() if not r["description"]
+    ]
+    assert rows["train.epochs"]["default"] == 50 and rows["train.epochs"]["type"] == "int"
+    assert rows["train.grad_clip"]["type"] == "float | None" and "value" not in rows["train.epochs"]
+    preset = {row["field"]: row for row in describe_fields("ml-1m", "sasrec")}
+    assert preset["train.epochs"]["value"] == 100 and preset["model.hidden_size"]["value"] == 128
+    with pytest.raises(ConfigError, match="unknown preset"):
+        describe_fields("nope")
+    for name in PRESETS:  # every preset can be listed, also those for a file format
+        assert len(describe_fields(name)) == len(rows)

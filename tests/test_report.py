@@ -24,7 +24,7 @@ def run_dir(tmp_path_factory, tiny_prepared):
 
 @pytest.fixture
 def sweeps(tmp_path):
-    """A benchmarks/results folder with one sweep table (as benchmarks/sweep.py writes it) and plot."""
+    """A benchmarks/results/sweeps folder with one sweep table (as benchmarks/sweep.py writes it) and plot."""
     folder = tmp_path / "bench"
     folder.mkdir()
     (folder / "sweep_demo.md").write_text(

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge, load_config, parse_overrides
@@ -56,6 +57,18 @@ DevicesOpt = Annotated[
 StrategyOpt = Annotated[
     str | None, typer.Option("--strategy", help="Lightning strategy, e.g. ddp (train.strategy).")
 ]
+PayloadOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--payload",
+        help="A training payload (JSON or YAML) with the spec's field names (docs/training-payload.md); "
+        "replaces --preset/--dataset/--path/--config, --set still applies over it.",
+    ),
+]
+ProgressFileOpt = Annotated[
+    Path | None,
+    typer.Option("--progress-file", help="Keep epoch, step, elapsed s and val NDCG@10 in this JSON file."),
+]
 
 
 def _train_sets(logger: str | None, devices: str | None, strategy: str | None) -> list[str]:
@@ -90,7 +103,7 @@ def _stats_table(stats: dict[str, Any], seconds: float) -> Table:
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for key, value in stats.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+        table.add_row(escape(str(key)), f"{value:,}" if isinstance(value, int) else escape(str(value)))
     return table
 
 
@@ -112,7 +125,7 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
     for r in records:
         m = r["metrics"]
         table.add_row(
-            r["model"],
+            escape(str(r["model"])),
             *[f"{m[mode][metric]:.4f}" for mode, metric in cols],
             f"{m.get('coverage@10', float('nan')):.3f}",
             f"{r['train_seconds']:.1f}",
@@ -121,12 +134,15 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
 
 
 def _recommendation_table(title: str, recs: Any) -> Table:
+    """`title` is markup the caller escaped; every item field is data and printed as it is."""
     table = Table(title=f"{title} (path: {recs.path}{', history truncated' if recs.truncated else ''})")
     for col in ("rank", "item_id", "title", "details", "score"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for r in recs.items:
         details = ", ".join(f"{k}: {v}" for k, v in r.metadata.items())
-        table.add_row(str(r.rank), str(r.item_id), r.title or "", details, f"{r.score:.3f}")
+        table.add_row(
+            str(r.rank), escape(str(r.item_id)), escape(r.title or ""), escape(details), f"{r.score:.3f}"
+        )
     return table
 
 
@@ -148,8 +164,23 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    """One line (never wrapped, never read as markup: messages quote ids and paths), exit code 2."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _remove_if_empty(out: Path, existed: bool) -> None:
+    """After a failed command: remove the run folder it created if it holds no file (a failed
+    training keeps its checkpoints for --resume)."""
+    if existed or not out.is_dir() or any(not p.is_dir() for p in out.rglob("*")):
+        return
+    try:
+        for folder in sorted(out.rglob("*"), key=lambda p: -len(p.parts)):
+            folder.rmdir()
+        out.rmdir()
+    except OSError:  # something appeared meanwhile: leave it
+        pass
 
 
 @app.command()
@@ -175,6 +206,51 @@ def prepare(
     console.print(f"data fingerprint: {prepared.split.fingerprint}")
 
 
+def _setting(value: Any) -> str:
+    """A config value as typed in Python (paths as plain text)."""
+    return str(value) if isinstance(value, Path) else repr(value)
+
+
+@app.command("config")
+def config_fields(
+    preset: PresetOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Apply this model's per_model overrides (e.g. sasrec)."),
+    ] = None,
+    grep: Annotated[str | None, typer.Option(help="Only fields whose name contains this text.")] = None,
+) -> None:
+    """List every config field (for --set section.field=value) with its type, default and description;
+    with --preset, also the preset's value."""
+    from typing import get_args
+
+    from rich.markup import escape
+
+    from bert4rec.config import ModelType, describe_fields
+
+    try:
+        if model is not None and model not in get_args(ModelType):
+            raise Bert4RecError(f"unknown model {model!r}; choose from {', '.join(get_args(ModelType))}")
+        rows = describe_fields(preset, model)  # type: ignore[arg-type]  # checked above
+    except Bert4RecError as err:
+        _fail(err)
+    shown = preset if model is None else f"{preset or 'defaults'}, {model}"
+    table = Table(
+        title="Config fields" + (f" ({shown})" if preset or model else ""),
+        caption="value: blank where it is the default" if preset or model else None,
+    )
+    for col in ("field", "type", "default", *(["value"] if preset or model else []), "description"):
+        table.add_column(col)
+    for row in rows:
+        if grep and grep not in row["field"]:
+            continue
+        cells = [row["field"], row["type"], _setting(row["default"])]
+        if "value" in row:
+            cells.append(_setting(row["value"]) if row["value"] != row["default"] else "")
+        table.add_row(*(escape(c) for c in [*cells, row["description"]]))
+    console.print(table)
+
+
 @app.command()
 def train(
     preset: PresetOpt = None,
@@ -183,7 +259,12 @@ def train(
     path: PathOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="bert4rec | sasrec")] = "bert4rec",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="bert4rec | sasrec (default: the payload's, else bert4rec)"),
+    ] = None,
+    payload: PayloadOpt = None,
+    progress_file: ProgressFileOpt = None,
     out: OutOpt = Path("runs/latest"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 2,
@@ -194,6 +275,20 @@ def train(
     verbose: bool = False,
 ) -> None:
     """Train BERT4Rec (or SASRec), evaluate on the test split, save the model, show recommendations."""
+    if payload is not None:
+        flags = {"--preset": preset, "--dataset": dataset, "--path": path, "--config": config}
+        given = [flag for flag, value in flags.items() if value]
+        from bert4rec.payload import load_payload
+
+        try:
+            if given:
+                raise Bert4RecError(f"--payload sets the data and preset itself; drop {', '.join(given)}")
+            model_type = load_payload(payload).model_type
+            if model is not None and model != model_type:
+                raise Bert4RecError(f"--model {model} contradicts the payload's model_type {model_type!r}")
+        except Bert4RecError as err:
+            _fail(err)
+        model = model_type
     compare(
         preset,
         dataset,
@@ -201,7 +296,9 @@ def train(
         path,
         config,
         set_,
-        models=model,
+        models=model or "bert4rec",
+        payload=payload,
+        progress_file=progress_file,
         out=out,
         resume=resume,
         examples=examples,
@@ -225,6 +322,8 @@ def compare(
         "bert4rec,sasrec,popularity,item_knn,mf"
     ),
     out: OutOpt = Path("runs/compare"),
+    payload: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    progress_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
     resume: bool = False,
     examples: Annotated[int, typer.Option(help="Show recommendations for this many users.")] = 1,
     logger: LoggerOpt = None,
@@ -249,19 +348,40 @@ def compare(
     unknown = [m for m in names if m not in ALL_MODELS]
     if unknown or not names:
         _fail(Bert4RecError(f"unknown model(s) {unknown or names}; choose from {', '.join(ALL_MODELS)}"))
+    out_existed = out.exists()
     try:
-        cfg = _config(
-            preset, dataset, data_dir, path, config, [*(set_ or []), *_train_sets(logger, devices, strategy)]
-        )
+        sets = [*(set_ or []), *_train_sets(logger, devices, strategy)]
+        if payload is not None:  # `train --payload`: one model, its config from the payload
+            from bert4rec.payload import load_payload
+
+            cfg = load_payload(payload).to_config(parse_overrides(sets))
+        else:
+            cfg = _config(preset, dataset, data_dir, path, config, sets)
+        callbacks: list[Any] = []
+        if progress_file is not None:
+            from bert4rec.training.progress import ProgressFile
+
+            callbacks.append(ProgressFile(progress_file))
         prepared = prepare_data(cfg)
         console.print(_stats_table(prepared.stats, prepared.seconds))
+        from bert4rec.data.interactions import require_rankable
+        from bert4rec.resources import check_split_memory
+
+        require_rankable(prepared.split.n_items, cfg.eval.ks, prepared.interactions.source)
+
+        check_split_memory(cfg, names, prepared.split)  # every model, before the first one trains
         runs = []
         for name in names:
             console.rule(f"[bold]{name}")
             start = time.perf_counter()
-            runs.append(train_and_evaluate(name, cfg, prepared, out, resume=resume, progress=progress))
+            runs.append(
+                train_and_evaluate(
+                    name, cfg, prepared, out, resume=resume, progress=progress, callbacks=callbacks
+                )
+            )
             console.print(f"{name}: trained and evaluated in {time.perf_counter() - start:.1f} s")
-    except Bert4RecError as err:
+    except (Bert4RecError, OSError) as err:
+        _remove_if_empty(out, out_existed)
         _fail(err)
     if not all(r.is_global_zero for r in runs):
         return
@@ -269,18 +389,39 @@ def compare(
     _, table_path = write_records(records, out / "results", "results")
     console.print(_metrics_table(records))
     console.print(
-        f"results: {table_path} (JSON per model beside it); data fingerprint {prepared.split.fingerprint}"
+        f"results: {escape(str(table_path))} (JSON per model beside it); "
+        f"data fingerprint {prepared.split.fingerprint}"
     )
+    _print_diagnostics(records)
     if cfg.train.logger == "mlflow":
         from bert4rec.training.tracking import mlflow_uri
 
-        console.print(f"MLflow runs: mlflow ui --backend-store-uri {mlflow_uri(out)}")
+        console.print(f"MLflow runs: mlflow ui --backend-store-uri {escape(mlflow_uri(out))}")
     elif cfg.train.logger == "wandb":
-        console.print(f"wandb offline runs in {out / 'wandb'} (upload later with `wandb sync`)")
+        console.print(f"wandb offline runs in {escape(str(out / 'wandb'))} (upload later with `wandb sync`)")
     for run in runs:
         if run.artifact is not None:
-            console.print(f"saved {run.model_type} model to {run.artifact}")
+            console.print(f"saved {run.model_type} model to {escape(str(run.artifact))}")
             _show_examples(run.artifact, examples)
+
+
+def _print_diagnostics(records: list[dict[str, Any]]) -> None:
+    """The end of a run: how each sequence model compares with the baselines, and what to do."""
+    from rich.markup import escape
+
+    for record in records:
+        diagnostics = record.get("diagnostics")
+        if not diagnostics:
+            continue
+        scores = ", ".join(
+            f"{name} {value:.4f}" for name, value in diagnostics["val_ndcg@10"].items() if value is not None
+        )
+        if diagnostics["beats_baselines"]:
+            console.print(f"[green]{record['model']} beats the baselines[/] on validation NDCG@10 ({scores})")
+        for finding in diagnostics["findings"]:
+            console.print(
+                f"[bold yellow]warning:[/] {escape(finding['message'])}; fix: {escape(finding['fix'])}"
+            )
 
 
 def _show_examples(artifact: Path, n: int) -> None:
@@ -292,8 +433,10 @@ def _show_examples(artifact: Path, n: int) -> None:
     for user_id in rec.vocab.user_ids[:n]:
         history = rec.history(user_id)
         last = [rec.item_info(i).get(rec.bundle.display_col or "item_id", i) for i in history[-3:]]
-        console.print(f"user {user_id}: {len(history)} items, most recent: {'; '.join(map(str, last))}")
-        console.print(_recommendation_table(f"next for user {user_id}", rec.recommend_for_user(user_id, k=5)))
+        shown = escape("; ".join(map(str, last)))
+        console.print(f"user {escape(str(user_id))}: {len(history)} items, most recent: {shown}")
+        title = f"next for user {escape(str(user_id))}"
+        console.print(_recommendation_table(title, rec.recommend_for_user(user_id, k=5)))
 
 
 @app.command()
@@ -335,40 +478,128 @@ def evaluate(
     console.print(_metrics_table([{"model": cfg.model_type, "metrics": metrics, "train_seconds": 0.0}]))
 
 
+QUERY_TYPES = ("user_to_item", "item_to_item", "contextual", "sequential")
+
+
+def _query_type(user: str | None, item: str | None, item_text: str | None, session: str | None) -> str:
+    """The query type the given options ask for (see `recommend`); raises Bert4RecError otherwise."""
+    if session is not None:
+        if user is not None or item is not None or item_text is not None:
+            raise Bert4RecError("--session-items takes no --user, --item or --item-text (a guest's session)")
+        return "sequential"
+    if user is not None:
+        if item_text is not None:
+            raise Bert4RecError("--item-text goes with --item alone (item_to_item), not with --user")
+        return "contextual" if item is not None else "user_to_item"
+    if item is not None or item_text is not None:
+        return "item_to_item"
+    raise Bert4RecError(
+        "give --user (user_to_item), --user and --item (contextual), --item and/or --item-text "
+        "(item_to_item) or --session-items (sequential)"
+    )
+
+
+def _parse_filters(pairs: list[str]) -> dict[str, Any]:
+    """`meta.field=value` options -> Recommender filters. Values are read as JSON when they parse
+    (true, 1995), else as text; a field given twice matches any of its values."""
+    import json
+
+    filters: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        name = key.strip().removeprefix("meta.")
+        if not sep or not name:
+            raise Bert4RecError(f"--filter {pair!r} must look like meta.field=value, e.g. meta.genres=Comedy")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if not isinstance(value, str | int | float | bool):
+            value = raw  # JSON lists / objects / null are not filter values: match the text itself
+        if name in filters:
+            previous = filters[name]
+            filters[name] = [*(previous if isinstance(previous, list) else [previous]), value]
+        else:
+            filters[name] = value
+    return filters
+
+
 @app.command()
 def recommend(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by train.")],
     user: Annotated[
-        str | None, typer.Option("--user", "-u", help="A user id from the training data.")
+        str | None, typer.Option("--user", "-u", help="A user id: user_to_item, or contextual with --item.")
     ] = None,
-    items: Annotated[
-        str | None, typer.Option("--items", "-i", help="Comma-separated item ids, oldest first.")
+    item: Annotated[
+        str | None,
+        typer.Option(
+            "--item", help="An item id: item_to_item, or the current item (contextual) with --user."
+        ),
+    ] = None,
+    item_text: Annotated[
+        str | None,
+        typer.Option(
+            "--item-text",
+            help="item_to_item for an item the model does not know: its title or description, matched "
+            "with MiniLM (needs the serve extra).",
+        ),
+    ] = None,
+    session_items: Annotated[
+        str | None,
+        typer.Option(
+            "--session-items",
+            "--items",
+            "-i",
+            help="sequential: comma-separated item ids of a session, oldest first (a guest).",
+        ),
+    ] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="Item metadata filter meta.field=value, e.g. meta.genres=Comedy or meta.in_stock=true "
+            "(repeatable; the same field twice matches either value).",
+        ),
     ] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000)] = 10,
     include_seen: Annotated[bool, typer.Option(help="Allow items already in the history.")] = False,
 ) -> None:
-    """Recommend next items for a user id or a list of item ids, with titles and genres."""
+    """Recommend items with titles and metadata, for one of the four query types: user_to_item
+    (--user), contextual (--user and --item), item_to_item (--item and/or --item-text) or
+    sequential (--session-items); --filter restricts the items."""
     from bert4rec.inference.recommender import Recommender
 
-    if (user is None) == (items is None):
-        _fail(Bert4RecError("give exactly one of --user or --items"))
     try:
+        query_type = _query_type(user, item, item_text, session_items)
+        filters = _parse_filters(filter_ or [])
         rec = Recommender.load(model)
-        if user is not None:
+        common: dict[str, Any] = {"k": k, "filters": filters, "filter_seen": not include_seen}
+        if query_type == "user_to_item":
             if rec.vocab.has_user(user):
                 hist = rec.history(user)
-                console.print(f"user {user}: {len(hist)} items in history; last: {hist[-5:]}")
+                console.print(
+                    f"user {escape(str(user))}: {len(hist)} items in history; last: {escape(str(hist[-5:]))}"
+                )
             else:
-                console.print(f"user {user} is unknown: falling back to popularity")
-            result = rec.recommend_for_user(user, k=k, filter_seen=not include_seen)
-            title = f"next for user {user}"
+                console.print(f"user {escape(str(user))} is unknown: falling back to popularity")
+            result = rec.user_to_item(user, **common)
+            title = f"next for user {escape(str(user))}"
+        elif query_type == "contextual":
+            result = rec.contextual(user, item, **common)
+            title = f"next for user {escape(str(user))} looking at item {escape(str(item))}"
+        elif query_type == "item_to_item":
+            if item_text is not None and (item is None or not rec.vocab.has_item(item)):
+                rec.enable_content()  # MiniLM text cold start for an item the model does not know
+            result = rec.item_to_item(item, item_text=item_text, **common)
+            title = f"similar to item {escape(str(item))}" if item is not None else "similar to the text"
         else:
-            ids = [s.strip() for s in (items or "").split(",") if s.strip()]
-            result = rec.recommend_for_items(ids, k=k, filter_seen=not include_seen)
+            ids = [s.strip() for s in (session_items or "").split(",") if s.strip()]
+            result = rec.sequential(ids, **common)
             title = f"next after {len(ids)} items"
     except (Bert4RecError, KeyError) as err:
         _fail(err)
-    console.print(_recommendation_table(title, result))
+    console.print(_recommendation_table(f"{query_type}: {title}", result))
 
 
 @app.command()
@@ -382,7 +613,7 @@ def report(
         typer.Option(
             help="Folder with sweep_*.md/.png (sequence length, mask ratio) to include, if present."
         ),
-    ] = Path("benchmarks/results"),
+    ] = Path("benchmarks/results/sweeps"),
     users: Annotated[int, typer.Option(min=0, help="Example users to show.")] = 3,
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="Recommendations per example.")] = 10,
 ) -> None:
@@ -393,7 +624,7 @@ def report(
         path = write_report(run_dir, out, benchmarks, n_users=users, k=k)
     except Bert4RecError as err:
         _fail(err)
-    console.print(f"report: {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
+    console.print(f"report: {escape(str(path))} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
 
 
 @app.command()
@@ -418,20 +649,70 @@ def serve(
         str,
         typer.Option(
             help="torch (eager) or onnx: an ONNX Runtime export made at start-up, faster per request "
-            "(needs the onnx extra; see benchmarks/results/onnx_vs_eager.md).",
+            "(needs the onnx extra; see benchmarks/results/serving/onnx_vs_eager.md).",
         ),
     ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--jobs-dir",
+            help="Enable training jobs (POST /jobs, POST /model to serve a finished one), kept in this "
+            "folder (else $BERT4REC_JOBS_DIR; off when neither is set).",
+        ),
+    ] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Training jobs running at once (default 1; the rest queue).")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(min=1, help="Largest request body; larger ones get 413 (default 1048576).")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Requests served at once; more get 503 + Retry-After (default 64; 0 = no limit)."
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds before a request is answered 504 (default 10; 0 = no timeout)."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File with an API key that user-history and writing routes then require in X-API-Key "
+            "(or set $BERT4REC_API_KEY)."
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None, typer.Option(help="Accepted Host header value; repeat for more (default: any).")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Browser origin allowed to call the API (CORS); repeat for more (default: none)."),
+    ] = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
     try:
         import uvicorn
 
         from bert4rec.api import create_app
-        from bert4rec.api.settings import ServeSettings
+        from bert4rec.api.settings import load_serve_settings
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
-    settings = ServeSettings()
+    try:
+        settings = load_serve_settings(
+            api_key_file=api_key_file,
+            max_body_bytes=max_body_bytes,
+            max_concurrency=max_concurrency,
+            request_timeout=request_timeout,
+            allowed_hosts=allowed_host or None,
+            cors_origins=cors_origin or None,
+            jobs_dir=jobs_dir,
+            max_jobs=max_jobs,
+        )
+    except Bert4RecError as err:
+        _fail(err)
     threads = torch_threads or settings.torch_threads
     if threads:
         import torch
@@ -450,7 +731,13 @@ def serve(
         application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level=log_level)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level,
+        server_header=False,  # no "server: uvicorn" banner on every answer
+    )
 
 
 def main() -> None:  # pragma: no cover

@@ -6,6 +6,7 @@ so every value a run used is visible in its saved config.
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,8 @@ from bert4rec.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: a learning rate (or any float) of Infinity or NaN is an error, not a value
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 DatasetName = Literal["ml-1m", "ml-100k", "ml-20m", "ml-25m", "file", "generated"]
@@ -25,7 +27,10 @@ DatasetName = Literal["ml-1m", "ml-100k", "ml-20m", "ml-25m", "file", "generated
 class DataConfig(_Strict):
     """Where interactions come from and how they are cleaned."""
 
-    dataset: DatasetName = "ml-1m"
+    dataset: DatasetName = Field(
+        default="ml-1m",
+        description="A MovieLens set, 'file' (your own data.path) or 'generated' (demo data).",
+    )
     data_dir: Path | None = Field(
         default=None,
         description="Folder with an existing copy of the dataset; else $BERT4REC_DATA_DIR, else the cache.",
@@ -36,12 +41,25 @@ class DataConfig(_Strict):
     items_path: Path | None = Field(
         default=None, description="Optional item metadata file for dataset='file'."
     )
-    user_col: str = "user_id"
-    item_col: str = "item_id"
-    time_col: str | None = "timestamp"
-    rating_col: str | None = None
-    metadata_cols: list[str] = Field(default_factory=list)
-    display_col: str | None = None
+    user_col: str = Field(
+        default="user_id", description="User id column of data.path (the spec's user_column)."
+    )
+    item_col: str = Field(
+        default="item_id", description="Item id column of data.path (the spec's item_column)."
+    )
+    time_col: str | None = Field(
+        default="timestamp",
+        description="Timestamp column (numbers or ISO 8601) ordering each user's items; None: row order.",
+    )
+    rating_col: str | None = Field(default=None, description="Optional rating column (for data.min_rating).")
+    metadata_cols: list[str] = Field(
+        default_factory=list,
+        description="Item metadata columns (e.g. title, category, description): shown with recommendations, "
+        "usable as meta.<column> filters and for text cold start.",
+    )
+    display_col: str | None = Field(
+        default=None, description="Column with a human-readable item label (default: 'title' when present)."
+    )
     separator: str | None = Field(
         default=None, description="CSV separator; guessed from the extension if None."
     )
@@ -50,16 +68,16 @@ class DataConfig(_Strict):
         description="Names for the columns of a header-less text file (its first line is data).",
     )
     min_rating: float | None = Field(default=None, description="Keep interactions with rating >= this.")
-    min_user_interactions: int = Field(default=5, ge=1)
-    min_item_interactions: int = Field(default=5, ge=1)
+    min_user_interactions: int = Field(default=5, ge=1, description="Drop users with fewer interactions.")
+    min_item_interactions: int = Field(default=5, ge=1, description="Drop items with fewer interactions.")
     duplicates: Literal["drop", "keep", "error"] = Field(
         default="drop",
         description="Exact duplicate (user, item, timestamp) rows: drop them (counted), keep them, or fail.",
     )
     # generated demo data
-    n_users: int = Field(default=600, ge=2)
-    n_items: int = Field(default=300, ge=4)
-    seed: int = 0
+    n_users: int = Field(default=600, ge=2, description="Users of the generated demo data.")
+    n_items: int = Field(default=300, ge=4, description="Items of the generated demo data.")
+    seed: int = Field(default=0, description="Seed of the generated demo data.")
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> DataConfig:
@@ -71,23 +89,31 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     """Transformer backbone shared by BERT4Rec (bidirectional) and SASRec (causal)."""
 
-    max_len: int = Field(default=200, ge=2)
-    hidden_size: int = Field(default=64, ge=2)
-    num_layers: int = Field(default=2, ge=1)
-    num_heads: int = Field(default=2, ge=1)
-    ffn_multiplier: int = Field(default=4, ge=1)
+    max_len: int = Field(
+        default=200, ge=2, description="Past interactions per user the model reads (max_sequence_length)."
+    )
+    hidden_size: int = Field(default=64, ge=2, description="Embedding width; must be divisible by num_heads.")
+    num_layers: int = Field(default=2, ge=1, description="Transformer layers (model_depth).")
+    num_heads: int = Field(default=2, ge=1, description="Attention heads per layer.")
+    ffn_multiplier: int = Field(
+        default=4, ge=1, description="Feed-forward width as a multiple of hidden_size."
+    )
     block: Literal["pre_ln", "ligr"] = Field(
         default="pre_ln",
         description="pre_ln: pre-LayerNorm Transformer block (GELU feed-forward); ligr: LiGR block "
         "as in eSASRec (RecSys 2025): each sub-layer's output is scaled by a sigmoid gate computed "
         "from the block input before it joins the residual stream, and the feed-forward is SwiGLU.",
     )
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="Dropout on embeddings and sub-layers.")
     attention_dropout: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Off by default: its random mask costs ~28% of a CPU step."
     )
-    tie_weights: bool = True
-    use_user_embedding: bool = False
+    tie_weights: bool = Field(
+        default=True, description="Share the input and output item embeddings (weight tying)."
+    )
+    use_user_embedding: bool = Field(
+        default=False, description="Add a learned vector per trained user (guest sessions get none)."
+    )
     content_fusion: bool = Field(
         default=False,
         description="Add a learned projection of each item's text vector (title + metadata, "
@@ -113,15 +139,25 @@ TrackerName = Literal["csv", "mlflow", "wandb"]
 class TrainConfig(_Strict):
     """Optimisation and the Cloze (masked item) objective."""
 
-    epochs: int = Field(default=50, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=1e-3, gt=0.0)
-    weight_decay: float = Field(default=0.01, ge=0.0)
-    warmup_steps: int = Field(default=100, ge=0)
-    grad_clip: float | None = Field(default=5.0, gt=0.0)
-    seed: int = 42
+    epochs: int = Field(default=50, ge=1, description="Passes over the training windows (training_epochs).")
+    batch_size: int = Field(default=128, ge=1, description="Training windows per step.")
+    lr: float = Field(
+        default=1e-3, gt=0.0, description="AdamW peak learning rate (warmup, then cosine to 10%)."
+    )
+    weight_decay: float = Field(
+        default=0.01, ge=0.0, description="AdamW weight decay (not on biases, norms or embeddings)."
+    )
+    warmup_steps: int = Field(default=100, ge=0, description="Linear learning-rate warmup, in steps.")
+    grad_clip: float | None = Field(
+        default=5.0,
+        gt=0.0,
+        description="Clip the gradient norm to this (None = off); keep it against divergence.",
+    )
+    seed: int = Field(default=42, description="Seed of initialisation, masking, shuffling and dropout.")
     # Cloze masking (BERT4Rec only)
-    mask_prob: float = Field(default=0.2, gt=0.0, lt=1.0)
+    mask_prob: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="Share of items hidden in the Cloze task (masking_ratio)."
+    )
     mask_token_prob: float = Field(default=0.8, ge=0.0, le=1.0, description="Masked positions -> [MASK].")
     random_token_prob: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Masked positions -> random item."
@@ -176,8 +212,10 @@ class TrainConfig(_Strict):
     patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
     max_minutes: float | None = Field(default=None, gt=0.0, description="Wall-clock training budget.")
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")
-    num_threads: int | None = Field(default=None, ge=1)
-    accelerator: str = "auto"
+    num_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads (None: torch's default)."
+    )
+    accelerator: str = Field(default="auto", description="Lightning accelerator: auto, cpu, gpu, mps.")
     devices: int | str = Field(default=1, description="Processes (CPU) or GPUs per node, as in Lightning.")
     strategy: str = Field(default="auto", description="Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_nodes: int = Field(default=1, ge=1, description="Machines (torchrun / SLURM); see the README.")
@@ -203,13 +241,18 @@ class TrainConfig(_Strict):
 class EvalConfig(_Strict):
     """Leave-one-out evaluation settings."""
 
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
-    n_negatives: int = Field(default=100, ge=1)
+    ks: list[int] = Field(
+        default_factory=lambda: [1, 5, 10, 20],
+        description="Cut-offs k of hr@k, ndcg@k, recall@k, precision@k.",
+    )
+    n_negatives: int = Field(
+        default=100, ge=1, description="Negatives per user for the sampled metrics (beside full ranking)."
+    )
     filter_seen: bool = Field(
         default=True, description="Exclude items of the input history from the ranking."
     )
-    seed: int = 2024
-    batch_size: int = Field(default=512, ge=1)
+    seed: int = Field(default=2024, description="Seed of the sampled negatives.")
+    batch_size: int = Field(default=512, ge=1, description="Users scored per evaluation batch.")
     genre_column: str | None = Field(
         default="genres",
         description="Item column with each item's genres ('|'-separated) for genre_precision@k / "
@@ -229,7 +272,7 @@ ModelType = Literal["bert4rec", "sasrec", "popularity", "item_knn", "mf"]
 class ExperimentConfig(_Strict):
     """Everything one run needs; saved next to its results and inside its artifact."""
 
-    model_type: ModelType = "bert4rec"
+    model_type: ModelType = Field(default="bert4rec", description="The model this config trains.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -263,23 +306,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"mask_prob": 0.2, "batch_size": 128, "lr": 1e-3, "epochs": 100, "patience": 10},
         # BERT4Rec sits on a plateau near popularity until it learns to use neighbouring positions; a
         # higher learning rate (with warmup and grad clipping) gets it off sooner on ML-1M
-        # Measured on this repo's 2-core CPU (benchmarks/results/ml-1m-40min.md): BERT4Rec with
-        # 50-item windows reaches full NDCG@10 0.1625 in 31 min (200 items: 0.1255 in 25 min).
+        # Measured on this repo's 2-core CPU (benchmarks/results/ml-1m-headline/ml-1m-40min.md):
+        # BERT4Rec with 50-item windows reaches full NDCG@10 0.1625 in 31 min (200 items: 0.1255 in
+        # 25 min).
         # SASRec keeps the full softmax (every position is a target, so it learns much more per epoch
         # than with a 512-negative sampled softmax) at lr 2e-3; the chunked loss makes it affordable.
         # Length buckets with the per-batch mean loss upweight short windows; weighting every position
         # alike (or dropping the buckets) scored a little higher in 30 min: test NDCG@10 0.1724
         # (position weighting) / 0.1698 (no buckets) / 0.1666 (neither), best validation 0.1693 /
-        # 0.1704 / 0.1688, one run each (benchmarks/results/ml-1m-sasrec-30min*.md). Position
-        # weighting keeps the buckets' speed (125 against 98 windows/s).
+        # 0.1704 / 0.1688, one run each (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min*.md).
+        # Position weighting keeps the buckets' speed (125 against 98 windows/s).
         # SASRec is short of capacity at width 64, not short of regularisation: in 30 min, dropout
         # 0.2 scored 0.1692 and a narrower model (1 head, feed-forward 64) 0.1604, while width 128
         # reached 0.1800 (best validation 0.1808; 0.1793 with a 60-min budget) despite 0.6x the windows/s
-        # (benchmarks/results/ml-1m-sasrec-30min-h128.md)
+        # (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min-h128.md)
         # Batches of 64 windows: the same windows/s, twice the optimizer steps (only ~1,100 steps of
         # 128 fit in 30 min). Test NDCG@10 0.1818 / 0.1803 for seeds 42 / 43, against 0.1800 / 0.1767
         # with 128; batches of 32 learned faster early but levelled off lower (0.1757)
-        # (benchmarks/results/ml-1m-sasrec-30min-h128-batch*.md)
+        # (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min-h128-batch*.md)
         "per_model": {
             "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3}},
             "sasrec": {
@@ -288,19 +332,22 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         },
     },
-    "video-streaming": {  # long watch histories, strong sequential signal
-        "model": {"max_len": 200, "hidden_size": 64, "num_layers": 2, "num_heads": 2},
-        "train": {"mask_prob": 0.2, "batch_size": 128},
+    # The spec's use-case presets carry its values for hidden_size / num_heads / num_layers /
+    # max_len / epochs (SPEC.md: video 128/4/3/50/20, e-commerce 64/2/2/20/15, music 96/3/3/30/25);
+    # the masking, batch and cleaning settings are ours, for each use case's session shape
+    "video-streaming": {  # "next episode": long watch histories, strong sequential signal
+        "model": {"max_len": 50, "hidden_size": 128, "num_layers": 3, "num_heads": 4},
+        "train": {"epochs": 20, "mask_prob": 0.2, "batch_size": 128},
     },
     "ecommerce-session": {  # short sparse sessions (like Amazon Beauty): short windows, heavy masking
         "data": {"min_user_interactions": 3, "min_item_interactions": 3},
-        "model": {"max_len": 50, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.3},
-        "train": {"mask_prob": 0.6, "batch_size": 256, "last_item_mask_prob": 0.2},
+        "model": {"max_len": 20, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.3},
+        "train": {"epochs": 15, "mask_prob": 0.6, "batch_size": 256, "last_item_mask_prob": 0.2},
     },
-    "music-playlist": {  # medium sequences, many repeats
+    "music-playlist": {  # next song in a queue: medium sequences, many repeats
         "data": {"duplicates": "keep"},
-        "model": {"max_len": 100, "hidden_size": 64, "num_layers": 2, "num_heads": 2},
-        "train": {"mask_prob": 0.4, "batch_size": 256},
+        "model": {"max_len": 30, "hidden_size": 96, "num_layers": 3, "num_heads": 3},
+        "train": {"epochs": 25, "mask_prob": 0.4, "batch_size": 256},
     },
     # BERT4Rec's preprocessed Amazon Beauty: `user item` lines in time order, no header or timestamps
     "beauty": {
@@ -316,13 +363,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 54,542 items: BERT4Rec needs many epochs, and a 1,024-negative sampled softmax
         # (logQ-corrected) makes one ~6x cheaper than the full one. SASRec overfits within a few
         # epochs either way and generalises better with the (chunked) full softmax: test NDCG@10
-        # 0.0279 against 0.0251 (benchmarks/results/beauty-sasrec-full.md, beauty-25min.md).
+        # 0.0279 against 0.0251 (benchmarks/results/beauty/beauty-sasrec-full.md, beauty-25min.md).
         # Validation on a fixed 10,000 of the 40,226 users keeps the per-epoch full-ranking check
         # from costing more than the epoch
         # BERT4Rec's best run kept the default 50 epochs: its cosine schedule decayed fully by epoch
         # 50 (20 min on 2 threads), test NDCG@10 0.0147. With 400 epochs and a 60-min schedule the
         # learning rate was still high when patience 10 stopped it at 35 min: 0.0136
-        # (benchmarks/results/beauty-bert4rec-60min.md)
+        # (benchmarks/results/beauty/beauty-bert4rec-60min.md)
         "train": {
             "mask_prob": 0.6,
             "batch_size": 256,
@@ -375,8 +422,35 @@ def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "config"
-        lines.append(f"{field}: {e['msg']}" + (f" (got {e['input']!r})" if "input" in e else ""))
+        line = f"{field}: {e['msg']}" + (f" (got {e['input']!r})" if "input" in e else "")
+        if e["type"] == "extra_forbidden":
+            line += closest_field_hint(e["loc"])
+        lines.append(line)
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model that holds the field at `loc` (("train", "epoch") -> TrainConfig), or None."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        info = model.model_fields.get(str(part))
+        annotation = info.annotation if info is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def closest_field_hint(loc: tuple[Any, ...]) -> str:
+    """'; did you mean train.epochs?' for a mistyped field such as ("train", "epoch") (difflib's closest
+    valid name in that section), or '' when no valid name is close."""
+    model = _section_model(loc)
+    if model is None or not loc:
+        return ""
+    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    if not match:
+        return ""
+    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match[0]]) + "?"
 
 
 def build_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -398,9 +472,14 @@ def build_config(preset: str | None = None, overrides: dict[str, Any] | None = N
     if overrides:
         raw = deep_merge(raw, overrides)
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err)) from None
+    from bert4rec.resources import check_config_memory
+
+    for model_type in dict.fromkeys([cfg.model_type, *cfg.per_model]):
+        check_config_memory(cfg.for_model(model_type))  # sizes that cannot fit: refused before allocating
+    return cfg
 
 
 def option_overrides(
@@ -425,12 +504,25 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, value = pair.split("=", 1)
         try:
             parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             parsed = value
+        parts = [part.strip() for part in key.strip().split(".")]
+        if not all(parts):
+            raise ConfigError(f"override {pair!r} has an empty field name; use section.field=value")
         node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                section = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"override {pair!r} sets a field of {section}, but another override set {section} "
+                    f"itself to {node!r}; {section} is a section: set its fields ({section}.field=value)"
+                )
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(parsed, dict):
+            raise ConfigError(
+                f"override {pair!r} replaces the section {key.strip()} whose fields other overrides set; "
+                f"set its fields instead ({key.strip()}.field=value)"
+            )
         node[parts[-1]] = parsed
     return out
 
@@ -447,3 +539,46 @@ def load_config(path: Path) -> ExperimentConfig:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{path}: " + _format_validation_error(err)) from None
+
+
+def _type_name(annotation: Any) -> str:
+    """A readable type: `int`, `float | None`, `Literal['full', 'sampled']`, `list[int]`."""
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("NoneType", "None")
+
+
+def describe_fields(preset: str | None = None, model_type: ModelType | None = None) -> list[dict[str, Any]]:
+    """Every config field, one row each: `field` (dotted, e.g. "train.epochs"), `type`, `default`,
+    `description` (from the pydantic models), and with a `preset` its `value` there (for `model_type`
+    with that model's per_model overrides applied). Raises ConfigError for an unknown preset."""
+    chosen: ExperimentConfig | None = None
+    if preset is not None:
+        # a preset for a file format (beauty) names no file: show a placeholder path
+        needs_path = PRESETS.get(preset, {}).get("data", {}).get("dataset") == "file"
+        chosen = build_config(preset, {"data": {"path": "<data.path>"}} if needs_path else None)
+        if model_type is not None:
+            chosen = chosen.for_model(model_type)
+    elif model_type is not None:
+        chosen = ExperimentConfig().for_model(model_type)
+    rows: list[dict[str, Any]] = []
+
+    def walk(model: type[BaseModel], prefix: str, values: BaseModel | None) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            value = getattr(values, name) if values is not None else None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.", value)
+                continue
+            row = {
+                "field": prefix + name,
+                "type": _type_name(annotation),
+                "default": info.get_default(call_default_factory=True),
+                "description": info.description or "",
+            }
+            if values is not None:
+                row["value"] = value
+            rows.append(row)
+
+    walk(ExperimentConfig, "", chosen)
+    return rows

@@ -13,6 +13,12 @@ from bert4rec.config import ExperimentConfig
 from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
 from bert4rec.data.sequences import SequenceSplit, build_split
+from bert4rec.evaluation.diagnostics import (
+    BASELINE_NAMES,
+    diagnostics,
+    history_summary,
+    short_history_finding,
+)
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
@@ -21,7 +27,10 @@ from bert4rec.models.base import Scorer
 from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+    from lightning.pytorch.callbacks import Callback
 
     from bert4rec.inference.content import TextEncoder
 
@@ -37,6 +46,8 @@ class Prepared:
     interactions: Interactions
     split: SequenceSplit
     seconds: float
+    # validation NDCG@10 of the diagnostics' baselines, fitted once per split and validation users
+    baseline_val_ndcg: dict[tuple[Any, ...], float] = field(default_factory=dict, repr=False)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -105,11 +116,13 @@ def train_and_evaluate(
     progress: bool = True,
     save_artifact: bool = True,
     content: torch.Tensor | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> ModelRun:
     """Fit one model on the training part, evaluate it on the test split, optionally save a bundle.
 
     A Transformer with `model.content_fusion` uses `content` as its item text vectors, by default
-    `content_vectors(prepared)` (MiniLM); they are saved inside the bundle's weights.
+    `content_vectors(prepared)` (MiniLM); they are saved inside the bundle's weights. `callbacks`
+    are extra Lightning callbacks for a Transformer's training (e.g. `training.progress.ProgressFile`).
 
     The config, per-epoch metrics and the evaluation also go to `cfg.train.logger`'s tracker (a
     run named after the model, under `run_dir`). Under DDP only global rank 0 evaluates, writes and
@@ -134,6 +147,10 @@ def train_and_evaluate(
     tracker = make_tracker(cfg.train.logger, run_dir, model_type) if primary else None
     ids = {"seed": cfg.train.seed, "data_fingerprint": split.fingerprint}
     if model_type in TRANSFORMER_TYPES:
+        history_lengths = history_summary(split.train)
+        short = short_history_finding(history_lengths)
+        if short is not None:
+            log.warning("%s: %s; %s", model_type, short["message"], short["fix"])
         log_params(tracker, cfg.model_dump(mode="json"), ids)
         loggers = [tracker] if tracker is not None else []
         if cfg.model.content_fusion and content is None:
@@ -146,6 +163,7 @@ def train_and_evaluate(
             progress=progress,
             loggers=loggers,
             content=content if cfg.model.content_fusion else None,
+            extra_callbacks=callbacks,
         )
         model = fit.model
         if not fit.is_global_zero:
@@ -157,7 +175,21 @@ def train_and_evaluate(
             "best_val_ndcg@10": fit.best_val_ndcg10,
             "history": fit.history,
             "n_parameters": model.num_parameters(),
+            "diagnostics": diagnostics(
+                model_type,
+                fit.best_val_ndcg10,
+                baseline_val_ndcg(prepared, cfg),
+                history_lengths,
+                epochs_trained=fit.epochs,
+                epochs_planned=cfg.train.epochs,
+                lr=cfg.train.lr,
+                history=fit.history,
+            ),
         }
+        # INFO: the CLI prints the findings at the end of the run; the record keeps them
+        for finding in extra["diagnostics"]["findings"]:
+            if finding["kind"] != "short_histories":  # that one was a warning before training
+                log.info("%s: %s; fix: %s", model_type, finding["message"], finding["fix"])
         config: dict[str, Any] = cfg.model_dump(mode="json")
     else:
         baseline = BASELINES[model_type]()
@@ -193,6 +225,23 @@ def train_and_evaluate(
             run=meta,
         )
     return run
+
+
+def baseline_val_ndcg(prepared: Prepared, cfg: ExperimentConfig) -> dict[str, float]:
+    """Validation NDCG@10 of popularity and item-KNN on the split and validation users the
+    Transformers early-stop on (fitted here, once per split and user set: both take seconds)."""
+    from bert4rec.training.fit import validation_users
+
+    users = validation_users(prepared.split, cfg.train.limit_val_users, cfg.train.seed)
+    evaluator = Evaluator(prepared.split, cfg.eval)
+    out: dict[str, float] = {}
+    for name in BASELINE_NAMES:
+        key = (name, cfg.train.limit_val_users, cfg.train.seed, cfg.eval.filter_seen)
+        if key not in prepared.baseline_val_ndcg:
+            baseline = BASELINES[name]().fit(prepared.split)
+            prepared.baseline_val_ndcg[key] = evaluator.evaluate_ndcg10(baseline, which="val", users=users)
+        out[name] = prepared.baseline_val_ndcg[key]
+    return out
 
 
 def compare(

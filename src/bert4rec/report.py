@@ -1,7 +1,7 @@
 """`bert4rec report RUN_DIR`: one self-contained HTML page about a train / compare run folder.
 
 Reads what the run wrote (`results/*.json` records, per-epoch history, `<model>/model` bundles) and,
-optionally, the one-factor sweep tables of `benchmarks/results` (`sweep_*.md` / `.png`). The page
+optionally, the one-factor sweep tables of `benchmarks/results/sweeps` (`sweep_*.md` / `.png`). The page
 has inline CSS and the plots (matplotlib, Agg) embedded as base64 PNGs, so it can be mailed or
 archived as one file. Sections: run summary, test metrics (full ranking and sampled, labelled),
 genre-level metrics (when the data has item genres), training and validation curves, metrics by
@@ -364,6 +364,7 @@ def examples_section(
 ) -> str | None:
     """Example users: their recent history, the held-out test item, and each saved model's top k from
     the history before it (the test protocol); a recommended held-out item is highlighted."""
+    from bert4rec.artifacts import POINTER
     from bert4rec.inference.recommender import Recommender
 
     if n_users <= 0:
@@ -371,7 +372,7 @@ def examples_section(
     recs = {}
     for model in models:
         path = Path(run_dir) / model / "model"
-        if (path / "manifest.json").exists():
+        if (path / POINTER).exists() or (path / "manifest.json").exists():  # a bundle (see artifacts)
             recs[model] = Recommender.load(path)
     if not recs:
         return None

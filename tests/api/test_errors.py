@@ -95,6 +95,18 @@ UNION = "user_to_item"  # pydantic puts the tag of the matched query type into `
             "too_short",
         ),
         (
+            {"query_type": "sequential", "session_items": []},
+            ["body", "sequential", "session_items"],
+            "List should have at least 1 item after validation, not 0",
+            "too_short",
+        ),
+        (
+            {"query_type": "sequential"},
+            ["body", "sequential", "session_items"],
+            "Field required",
+            "missing",
+        ),
+        (
             {"query_type": "sequential", "item_ids": list(range(10_001))},
             ["body", "sequential", "item_ids"],
             "List should have at most 10000 items",

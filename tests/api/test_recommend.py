@@ -52,9 +52,27 @@ def test_contextual(client, api_rec):
 
 def test_sequential(client, api_rec):
     session = api_rec.vocab.item_ids[10:13]
-    body = post(client, query_type="sequential", item_ids=session, top_k=4)
+    body = post(client, query_type="sequential", session_items=session, top_k=4)
     assert body["path"] == "model" and not body["truncated"] and body["used_length"] == 3
     assert not set(session) & set(ids(body))
+    assert ids(body) == [r.item_id for r in api_rec.sequential(session_items=session, k=4).items]
+
+
+def test_sequential_accepts_item_ids_as_an_alias_of_session_items(client, api_rec):
+    session = api_rec.vocab.item_ids[10:13]
+    spec_name = post(client, query_type="sequential", session_items=session, top_k=4)
+    assert post(client, query_type="sequential", item_ids=session, top_k=4) == spec_name
+    assert ids(spec_name) == [r.item_id for r in api_rec.sequential(item_ids=session, k=4).items]
+    both = client.post(
+        "/recommend", json={"query_type": "sequential", "session_items": session, "item_ids": session}
+    )
+    assert both.status_code == 422 and "not both" in both.text
+
+
+def test_openapi_documents_session_items_and_its_alias(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["SequentialQuery"]
+    assert "session_items" in schema["properties"] and schema["properties"]["item_ids"]["deprecated"]
+    assert {"required": ["session_items"]} in schema["oneOf"] and "alias" in schema["description"]
 
 
 def test_oversized_session_is_truncated_and_says_so(client, api_rec):
@@ -114,3 +132,10 @@ def test_exclude_seen(client, api_rec):
 def test_top_k_larger_than_the_catalogue_returns_everything_left(client, api_rec):
     body = post(client, query_type="item_to_item", item_id=api_rec.vocab.item_ids[0], top_k=1000)
     assert len(body["items"]) == api_rec.vocab.n_items - 1
+
+
+@pytest.mark.parametrize("text", ["1_0", " 1 ", "+1", "01", "١"])
+def test_non_canonical_id_texts_are_unknown_not_another_item(client, api_rec, text):
+    assert api_rec.vocab.has_item(1) and api_rec.vocab.has_item(10)
+    response = client.post("/recommend", json={"query_type": "item_to_item", "item_id": text})
+    assert response.status_code == 404 and "unknown item id" in response.json()["detail"]

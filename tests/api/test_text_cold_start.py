@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from bert4rec.artifacts import bundle_version
 from bert4rec.inference.content import CONTENT_FILE
 
 pytestmark = pytest.mark.skipif(
@@ -30,7 +31,7 @@ def cold_client(tiny_artifact, tmp_path_factory):
 
 def test_startup_stores_the_content_vectors_beside_the_bundle(cold_client):
     client, folder = cold_client
-    assert (folder / CONTENT_FILE).is_file()
+    assert (bundle_version(folder) / CONTENT_FILE).is_file()  # inside the live version
     assert client.get("/health").json()["text_cold_start"] is True
 
 

@@ -79,8 +79,8 @@ def test_duplicates(how, caplog):
 
 def test_only_exact_duplicates_count():
     # same user and item at different times is a repeat consumption, not a duplicate
-    out = preprocess(raw_of([(1, "a", 1), (1, "a", 2), (1, "a", 1)]), cfg())
-    assert out.stats["dropped_duplicates"] == 1 and out.stats["interactions"] == 2
+    out = preprocess(raw_of([(1, "a", 1), (1, "a", 2), (1, "a", 1), (1, "b", 3)]), cfg())
+    assert out.stats["dropped_duplicates"] == 1 and out.stats["interactions"] == 3
 
 
 def test_min_rating(tiny_raw):

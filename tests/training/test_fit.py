@@ -201,7 +201,7 @@ def test_ema_averages_the_weights_and_is_what_gets_validated_and_returned(tmp_pa
 
     cfg = tiny_config(epochs=2, ema_decay=0.9)
     result = fit_transformer(tiny_prepared.split, cfg, tmp_path / "ema", progress=False)
-    state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     averaged = {k.removeprefix("ema.module."): v for k, v in state.items() if k.startswith("ema.module.")}
     raw = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     assert averaged.keys() == raw.keys() == result.model.state_dict().keys()
@@ -226,3 +226,48 @@ def test_resume_works_when_train_ema_decay_was_switched_on_or_off(tmp_path, tiny
         tiny_prepared.split, tiny_config(epochs=2), tmp_path / "off", resume=True, progress=False
     )
     assert [row["epoch"] for row in switched_off.history] == [0, 1]
+
+
+def _module(**train: object) -> SequenceModule:
+    from bert4rec.config import ModelConfig
+
+    model = BERT4Rec(ModelConfig(max_len=8, hidden_size=8, num_heads=1, num_layers=1), n_items=10)
+    return SequenceModule(model, TrainConfig(**train), total_steps=1000)
+
+
+def test_a_diverging_loss_stops_training_with_the_numbers_and_advice():
+    from bert4rec.training.module import SETTLE_STEPS
+
+    module = _module(lr=0.05, grad_clip=1.0, warmup_steps=0)
+    for step in range(SETTLE_STEPS + 50):
+        module.check_loss(torch.tensor(4.0 - 3.5 * min(step, 100) / 100))  # learns down to ~2.2
+    with pytest.raises(TrainingDivergedError) as err:
+        for _ in range(400):
+            module.check_loss(torch.tensor(60.0))  # blows up: the average climbs past 10x its lowest
+    message = str(err.value)
+    assert "diverged" in message and "x its lowest value" in message and "lower train.lr" in message
+    assert "0.017" in message and "grad_clip set (now 1.0)" in message  # lr / 3 suggested
+
+
+def test_a_noisy_but_stable_loss_does_not_trip_the_guard():
+    rng = np.random.default_rng(0)
+    module = _module(warmup_steps=0)
+    # noisy batches around a slowly falling mean, with single-batch spikes 10x the mean
+    for step in range(3000):
+        value = 6.0 * np.exp(-step / 800) + 0.3 + rng.uniform(-0.2, 0.2)
+        module.check_loss(torch.tensor(value * (10.0 if step % 97 == 0 else 1.0)))
+
+
+def test_the_guard_waits_for_the_end_of_warm_up():
+    from bert4rec.training.module import SETTLE_STEPS
+
+    module = _module(warmup_steps=10_000)  # global_step stays 0 without a Trainer: always warming up
+    for value in [1.0] * SETTLE_STEPS + [100.0] * 500:
+        module.check_loss(torch.tensor(value))
+
+
+def test_a_run_that_blows_up_from_the_start_is_stopped(tmp_path, tiny_prepared):
+    # lr 3 without clipping: the loss jumps far above a uniform guess's and never comes down
+    cfg = tiny_config(lr=3.0, grad_clip=None, warmup_steps=0, epochs=15)
+    with pytest.raises(TrainingDivergedError, match=r"diverged.*uniform guess.*set train.grad_clip"):
+        fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)

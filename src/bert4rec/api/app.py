@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from bert4rec import __version__
 from bert4rec.api.errors import add_exception_handlers
+from bert4rec.api.middleware import API_KEY_HEADER, install_middleware
 from bert4rec.api.routes import demo, health, items, recommend, users
+from bert4rec.api.routes import jobs as job_routes
+from bert4rec.api.routes.docs import DOCS_STATIC, add_docs
 from bert4rec.api.settings import ServeSettings
 from bert4rec.errors import ConfigError
 from bert4rec.inference.recommender import Recommender
+from bert4rec.jobs import JobStore
 
 DESCRIPTION = """Next-item recommendations from a trained BERT4Rec / SASRec bundle.
 
 Errors: an unknown item or user id answers **404** with `{"detail": "<message naming the id>"}`
 (except `user_to_item`, where an unknown user gets popular items, `path: "popularity"`); every
 other bad request answers **422** with FastAPI's `{"detail": [{"loc", "msg", "type"}]}`.
+
+Limits: a body over the server's limit answers **413**; a busy server **503** with `Retry-After`;
+a request over the time limit **504**. When the server has an API key, every route except the
+public read-only ones (`GET /health`, `GET /items`, `POST /recommend`, the web pages) needs it in
+the `X-API-Key` header (else **401**).
 """
+
+# Routes anyone may call even when the server has an API key: the read-only product surface.
+# Everything else (user histories, and whatever writes) needs the key: deny by default.
+PUBLIC_GET = frozenset({"/", "/health", "/demo", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_GET_PREFIXES = ("/items/", DOCS_STATIC + "/")
+PUBLIC_POST = frozenset({"/recommend"})
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether `method path` is served without the API key (see PUBLIC_GET)."""
+    if method in ("GET", "HEAD"):
+        return path in PUBLIC_GET or path == "/items" or path.startswith(PUBLIC_GET_PREFIXES)
+    return method == "POST" and path in PUBLIC_POST
 
 
 def create_app(
@@ -26,6 +49,7 @@ def create_app(
     *,
     text_cold_start: bool | None = None,
     settings: ServeSettings | None = None,
+    jobs: JobStore | Path | str | None = None,
 ) -> FastAPI:
     """Build the API around a Recommender, or load one from a model folder.
 
@@ -33,6 +57,8 @@ def create_app(
     `BERT4REC_TEXT_COLD_START`, off) loads MiniLM and the item text vectors now, so a broken setup
     fails at startup rather than on the first request. Raises ArtifactError for a missing,
     corrupted or inconsistent model folder.
+    `jobs` (a JobStore or its folder; default `BERT4REC_JOBS_DIR`) adds the training-job routes
+    (/jobs, POST /model); without it they do not exist.
     """
     settings = settings or ServeSettings()
     if model is None:
@@ -45,12 +71,59 @@ def create_app(
     if text_cold_start and recommender.content is None:
         recommender.enable_content()
 
-    app = FastAPI(title="bert4rec", version=__version__, description=DESCRIPTION)
+    app = FastAPI(
+        title="bert4rec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
     app.state.recommender = recommender
+    app.state.settings = settings
     add_exception_handlers(app)
+    api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    install_middleware(
+        app,
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
+        retry_after_s=settings.retry_after_s,
+        request_timeout=settings.request_timeout,
+        api_key=api_key,
+        is_public=is_public,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+        cacheable_prefixes=(DOCS_STATIC + "/",),
+    )
+    add_docs(app)
+    if api_key is not None:
+        _document_api_key(app)
     app.include_router(health.router)
     app.include_router(items.router)
     app.include_router(recommend.router)
     app.include_router(users.router)
     app.include_router(demo.router)
+    jobs = jobs if jobs is not None else settings.jobs_dir
+    if jobs is not None:  # opt-in: these routes start processes and swap the served model
+        if not isinstance(jobs, JobStore):
+            jobs = JobStore(jobs, max_running=settings.max_jobs, max_queued=settings.max_queued_jobs)
+        app.state.jobs = jobs
+        app.include_router(job_routes.router)
     return app
+
+
+def _document_api_key(app: FastAPI) -> None:
+    """Mark the routes that need the key in the OpenAPI schema (Swagger UI's Authorize button)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "APIKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+            }
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if not is_public(method.upper(), path):
+                        operation["security"] = [{"APIKey": []}]
+                        responses = operation.setdefault("responses", {})
+                        responses["401"] = {"description": "Missing or wrong API key."}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,7 +25,8 @@ Id = Annotated[
     StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)],
     Field(
         description="An id as in the training data. JSON numbers and strings are both accepted and mapped "
-        'onto the vocabulary ("2571" finds item 2571 when the ids are integers, and vice versa).',
+        'onto the vocabulary ("2571" finds item 2571 when the ids are integers, and vice versa); a string '
+        'finds an integer id only in canonical decimal form ("2571", not "+2571", " 2571" or "2_571").',
         examples=[2571, "2571"],
     ),
 ]
@@ -103,12 +105,47 @@ class ContextualQuery(_Query):
     item_id: Id
 
 
+SESSION_ALIAS = "item_ids"  # the name `session_items` had before the spec's; still accepted
+
+
+def _document_session_alias(schema: dict[str, Any]) -> None:
+    """OpenAPI: pydantic lists only the first name of AliasChoices; add the alias as a deprecated
+    property with the same shape, and say that one of the two names is required (the validator
+    below refuses both)."""
+    properties = schema.setdefault("properties", {})
+    properties[SESSION_ALIAS] = {
+        **properties["session_items"],
+        "title": "Item Ids",
+        "deprecated": True,
+        "description": "Alias of `session_items` (give one of the two).",
+    }
+    schema["required"] = [name for name in schema.get("required", []) if name != "session_items"]
+    schema["oneOf"] = [{"required": ["session_items"]}, {"required": [SESSION_ALIAS]}]
+
+
 class SequentialQuery(_Query):
-    """Next items after a session of item ids, oldest first (guests). Sessions longer than the model's
-    window keep their most recent items and the response says `truncated: true`."""
+    """Next items after a session of item ids, oldest first, the last being the current interaction
+    (guests). Sessions longer than the model's window keep their most recent items and the response
+    says `truncated: true`. `item_ids` is accepted as an alias of `session_items`."""
+
+    model_config = ConfigDict(json_schema_extra=_document_session_alias)
 
     query_type: Literal["sequential"]
-    item_ids: list[Id] = Field(min_length=1, max_length=MAX_SESSION_ITEMS)
+    session_items: list[Id] = Field(
+        min_length=1,
+        max_length=MAX_SESSION_ITEMS,
+        validation_alias=AliasChoices("session_items", SESSION_ALIAS),
+        description="The session's item ids, oldest first; the last is the current interaction. "
+        f"`{SESSION_ALIAS}` is accepted as an alias.",
+        examples=[["item_1024", "item_89", "item_300"]],
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_session_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "session_items" in data and SESSION_ALIAS in data:
+            raise ValueError(f"give the session as session_items or as its alias {SESSION_ALIAS}, not both")
+        return data
 
 
 RecommendRequest = Annotated[

@@ -83,6 +83,29 @@ def load_interactions(cfg: DataConfig) -> Interactions:
     return preprocess(load_raw(cfg), cfg)
 
 
+def table_columns(
+    path: Path, separator: str | None = None, column_names: list[str] | None = None
+) -> list[str]:
+    """The column names of a CSV/TSV (optionally .gz) or Parquet file, from its header line or
+    schema only (the way `dataset='file'` reads it), so that a setting naming a column can be
+    checked before the whole file is loaded. Raises DataError for a missing or unreadable file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    if column_names is not None:
+        return list(column_names)
+    sep = _guess_separator(path, separator)
+    try:
+        if sep is None:
+            return pl.scan_parquet(path).collect_schema().names()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            header = fh.readline()
+        return pl.read_csv(io.BytesIO(header), separator=sep).columns
+    except (OSError, EOFError, pl.exceptions.PolarsError) as err:
+        raise DataError(f"{path}: cannot read the column names ({err})") from None
+
+
 def cache_dir() -> Path:
     """Where downloads go: $BERT4REC_CACHE_DIR, else ~/.cache/bert4rec."""
     env = os.environ.get("BERT4REC_CACHE_DIR")

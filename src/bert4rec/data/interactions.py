@@ -73,6 +73,8 @@ def validate_frame(frame: pl.DataFrame, source: str) -> pl.DataFrame:
             raise DataError(
                 f"{source}: column {col!r} has {nulls} empty value(s); first at data row {first + 1}"
             )
+    for col in ("user_id", "item_id"):
+        frame = _integral_ids(frame, col, source)
     ts = frame["timestamp"]
     if ts.dtype.is_temporal():
         frame = frame.with_columns(pl.col("timestamp").dt.epoch("s"))
@@ -95,7 +97,50 @@ def validate_frame(frame: pl.DataFrame, source: str) -> pl.DataFrame:
                 f"{source}: column 'rating' must be numeric; data row {i + 1} has {frame['rating'][i]!r}"
             )
         frame = frame.with_columns(rating=as_num)
+    if frame["timestamp"].dtype.is_float():
+        bad = ~frame["timestamp"].is_finite()
+        if bad.any():
+            i = int(bad.arg_true()[0])
+            raise DataError(
+                f"{source}: column 'timestamp' has {int(bad.sum())} NaN or infinite value(s) "
+                f"(first at data row {i + 1}: {frame['timestamp'][i]}); they cannot be ordered in time: "
+                "fix or remove those rows"
+            )
     return frame
+
+
+def _integral_ids(frame: pl.DataFrame, col: str, source: str) -> pl.DataFrame:
+    """Float ids (a CSV column like 1.0, 2.0) become integers, with a warning; an id that is not a
+    whole number (2.5, NaN, inf) is an error naming the row: a model keyed by it could not be queried."""
+    ids = frame[col]
+    if not ids.dtype.is_float():
+        return frame
+    bad = ~ids.is_finite() | (ids != ids.floor()) | (ids.abs() >= 2.0**63)
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        raise DataError(
+            f"{source}: column {col!r} holds {int(bad.sum())} value(s) that are not whole-number ids "
+            f"(first at data row {i + 1}: {ids[i]}); ids must be integers or strings"
+        )
+    log.warning(
+        "%s: column %r holds floating-point numbers; all %d are whole numbers, so they are read as "
+        "integer ids (1.0 -> 1)",
+        source,
+        col,
+        frame.height,
+    )
+    return frame.with_columns(pl.col(col).cast(pl.Int64))
+
+
+def require_rankable(n_items: int, ks: list[int], source: str) -> None:
+    """Refuse a catalogue too small to rank: with at most k items every model hits every target
+    within the top k (HR@k = 1), so the metrics would say nothing. Raises DataError."""
+    top = max([*ks, 10])  # the evaluator always reports @10
+    if n_items <= top:
+        raise DataError(
+            f"{source}: only {n_items} item(s) left after cleaning, not more than k={top}: every model "
+            f"would reach HR@{top} = 1. Use more data, lower data.min_item_interactions, or smaller eval.ks"
+        )
 
 
 def k_core(frame: pl.DataFrame, min_user: int, min_item: int) -> tuple[pl.DataFrame, int]:
@@ -170,6 +215,11 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
             f">= {cfg.min_item_interactions} per item; "
             "lower data.min_user_interactions / min_item_interactions"
         )
+    if frame["item_id"].n_unique() < 2:
+        raise DataError(
+            f"{raw.source}: only one item left after cleaning; a recommender needs at least 2 items to rank "
+            "(check data.item_col, or lower data.min_item_interactions)"
+        )
     # STABLE sort: equal timestamps keep their file order (the _row column makes that explicit).
     frame = frame.sort(["user_id", "timestamp", ROW], maintain_order=True).select(
         "user_id", "item_id", "timestamp", ROW
@@ -183,6 +233,11 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Interactions:
     stats["density"] = round(stats["interactions"] / (stats["users"] * stats["items"]), 5)
     items = raw.items
     if items is not None:
+        if items["item_id"].dtype.is_float() and frame["item_id"].dtype.is_integer():
+            # the interactions' float ids were read as integers above: match the metadata's to them
+            items = items.filter(pl.col("item_id") == pl.col("item_id").floor()).with_columns(
+                pl.col("item_id").cast(pl.Int64)
+            )
         items = items.filter(pl.col("item_id").is_in(frame["item_id"].unique().implode()))
     return Interactions(frame, items, raw.source, raw.display_col, list(raw.metadata_cols), stats)
 

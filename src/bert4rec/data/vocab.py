@@ -7,6 +7,7 @@ is never recommended).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ import numpy as np
 from bert4rec.errors import UnknownIdError
 
 PAD = 0
+# the one spelling of an integer that maps a text id onto an integer id: no sign, spaces,
+# underscores, leading zeros or non-ASCII digits, all of which int() accepts ("1_0" -> 10, "+1" -> 1)
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 @dataclass
@@ -49,16 +53,17 @@ class Vocab:
 
     @staticmethod
     def _coerce(key: Any, index: dict[Any, int]) -> int | None:
-        """Look a key up as given, then as int or str: ids typed in a CLI or JSON come as either."""
+        """Look a key up as given, then in the other of int / str: ids typed in a CLI or JSON come as
+        either. A text maps onto an integer id only in its canonical decimal form ("10", never
+        "1_0", " 10 " or "+10"), so two different texts never find the same item; booleans are no ids."""
+        if isinstance(key, bool):
+            return None
         if key in index:
             return index[key]
-        for cast in (int, str):
-            try:
-                k = cast(key)
-            except (TypeError, ValueError):
-                continue
-            if k in index:
-                return index[k]
+        if isinstance(key, int | np.integer):
+            return index.get(str(key))
+        if isinstance(key, str) and _CANONICAL_INT.fullmatch(key):
+            return index.get(int(key))
         return None
 
     def item_idx(self, item_id: Any) -> int:

@@ -3,7 +3,7 @@
 `bert4rec serve --backend onnx` exports the loaded model's inference path ((B, L) item indices ->
 (B, n_items + 1) scores of the last position; batch and length dynamic) in memory at start-up with the
 dynamo exporter, checks it against eager PyTorch, and scores single requests with it. On the ML-1M
-model it cut the model call at batch 1 by 1.4-3.2x (benchmarks/results/onnx_vs_eager.md); large
+model it cut the model call at batch 1 by 1.4-3.2x (benchmarks/results/serving/onnx_vs_eager.md); large
 batches are faster in eager PyTorch, so evaluation keeps TransformerScorer. Needs the `onnx` extra.
 """
 

@@ -6,7 +6,7 @@ Four query types, each with `k`, metadata `filters` and `filter_seen`:
     user_to_item   next items for a known user's stored history ([MASK] appended for BERT4Rec);
                    unknown users get global popularity
     contextual     a known user's history with the item they are looking at now appended
-    sequential     an ad-hoc session of item ids (guests), oldest first
+    sequential     an ad-hoc session of item ids (guests), oldest first (`session_items`)
 
 The CLI and the HTTP API only talk to this class; it never imports training code.
 """
@@ -261,15 +261,25 @@ class Recommender:
         return self._score_history(history, k, mask, filter_seen, user=u)
 
     def sequential(
-        self, item_ids: Sequence[Any], k: int = 10, filters: Filters | None = None, filter_seen: bool = True
+        self,
+        session_items: Sequence[Any] | None = None,
+        k: int = 10,
+        filters: Filters | None = None,
+        filter_seen: bool = True,
+        *,
+        item_ids: Sequence[Any] | None = None,
     ) -> RecommendationList:
-        """Next items after a session of item ids (oldest first), for guests. Sessions longer than
+        """Next items after a session of item ids (oldest first; the last is the current interaction),
+        for guests: no user vector. `item_ids` is an alias of `session_items`. Sessions longer than
         `max_history` keep their most recent items (`truncated=True`). Raises UnknownIdError for an
-        unknown id and QueryError for an empty session."""
+        unknown id and QueryError for an empty session (or both names given)."""
+        if session_items is not None and item_ids is not None:
+            raise QueryError("give the session as session_items or as item_ids, not both")
+        session = session_items if session_items is not None else item_ids
         mask = self._check(k, filters)
-        if len(item_ids) == 0:
+        if session is None or len(session) == 0:
             raise QueryError("the session is empty: give at least one item id (oldest first)")
-        return self._score_history(self.vocab.encode_items(item_ids), k, mask, filter_seen, user=-1)
+        return self._score_history(self.vocab.encode_items(session), k, mask, filter_seen, user=-1)
 
     # ------------------------------------------------------------------ earlier names (CLI)
     def recommend_for_user(self, user_id: Any, k: int = 10, filter_seen: bool = True) -> RecommendationList:

@@ -167,7 +167,10 @@ class SequenceTransformer(nn.Module):
             x = x + self.content(seq)
         x = x + self.pos_emb(pos)[None]
         if self.user_emb is not None and users is not None:
-            x = x + self.user_emb(users.clamp(min=0))[:, None, :]
+            # a negative user (the guest marker -1 of ad-hoc sessions) gets no user vector at all,
+            # not the clamped index's: (B, D) vectors zeroed where users < 0
+            known = (users >= 0).unsqueeze(-1).to(x.dtype)  # (B, 1)
+            x = x + (self.user_emb(users.clamp(min=0)) * known)[:, None, :]
         x = self.drop(self.emb_norm(x))
         mask = self._attention_mask(seq)
         for block in self.blocks:

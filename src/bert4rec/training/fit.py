@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import shutil
 import time
 from collections.abc import Sequence
@@ -37,12 +38,13 @@ from bert4rec.data.masking import (
 )
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models import build_transformer
 from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.resources import check_training_memory
 from bert4rec.training.module import VAL_METRIC, SequenceModule
 
 log = logging.getLogger(__name__)
@@ -245,6 +247,7 @@ def fit_transformer(
     progress: bool = True,
     loggers: Sequence[Logger] = (),
     content: torch.Tensor | None = None,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train `cfg.model_type` on `split.train`, early-stopping on validation NDCG@10 (full ranking).
 
@@ -254,7 +257,8 @@ def fit_transformer(
     validation weights (with train.ema_decay: the best moving average). Under DDP the other
     processes get `is_global_zero=False` and no weights.
     `content`: the (n_items + 2, model.content_dim) item text vectors a `model.content_fusion` model
-    needs (`bert4rec.pipeline.content_vectors`).
+    needs (`bert4rec.pipeline.content_vectors`). `extra_callbacks`: more Lightning callbacks (e.g.
+    `training.progress.ProgressFile`).
     """
     tc = cfg.train
     if tc.num_threads:
@@ -265,6 +269,8 @@ def fit_transformer(
             "model.content_fusion is on but no item text vectors were given: pass content= "
             "(bert4rec.pipeline.content_vectors computes them) or set model.content_fusion=false"
         )
+    longest = max((len(seq) for seq in split.train), default=1)
+    check_training_memory(cfg, split.n_items, split.vocab.n_users, longest)  # before allocating anything
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
     loader = make_train_loader(split, cfg)
     validate = ValidationNDCG(
@@ -289,9 +295,13 @@ def fit_transformer(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     callbacks.append(_TrainingRandomness(tc.seed))
+    callbacks.extend(extra_callbacks)
     last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    if resume and ckpt_path is None:
+    ckpt_path = None
+    if resume and (last.exists() or last.is_symlink()):
+        load_checkpoint(last, ckpt_dir)  # refuses a tampered file before Lightning reads it
+        ckpt_path = str(last)
+    elif resume:
         log.info("no checkpoint at %s; starting from scratch", last)
     csv_logger = CSVLogger(str(run_dir), name="logs", version=_log_version(Path(run_dir) / "logs", ckpt_path))
     trainer = L.Trainer(
@@ -325,15 +335,15 @@ def fit_transformer(
         model, tc, total_steps=tc.epochs * steps, validate=validate, sampler=make_negative_sampler(split, cfg)
     )
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
         return FitResult(model.cpu().eval(), train_seconds, trainer.current_epoch, None, is_global_zero=False)
 
     best_path = checkpoint.best_model_path
     if best_path and Path(best_path).exists():
-        # our own checkpoint, written by this process; it holds Lightning's loop state objects
-        best_checkpoint = torch.load(best_path, map_location="cpu", weights_only=False)
+        # after a resume best_path comes from the checkpoint's callback state: checked like any file
+        best_checkpoint = load_checkpoint(Path(best_path), ckpt_dir)
         module.on_load_checkpoint(best_checkpoint)  # as on resume: the best may predate train.ema_decay
         module.load_state_dict(best_checkpoint["state_dict"])
     model = module.evaluated_model  # the moving average with train.ema_decay
@@ -349,6 +359,65 @@ def fit_transformer(
         history=history,
         best_checkpoint=best_path or None,
     )
+
+
+def load_checkpoint(path: Path, ckpt_dir: Path) -> dict[str, Any]:
+    """Read a Lightning checkpoint of this run as untrusted input: a regular file (not a symlink)
+    directly inside `ckpt_dir`, unpickled with `weights_only=True` (tensors, containers and
+    primitives only: a pickle that would import or call anything is refused), and whose
+    ModelCheckpoint state names only files inside `ckpt_dir` (Lightning deletes the "previous best"
+    it names). Raises ArtifactError with one line; the file's contents are never echoed."""
+    path, ckpt_dir = Path(path), Path(ckpt_dir)
+    where = f"checkpoint {path}"
+    if path.is_symlink():
+        raise ArtifactError(f"{where} is a symbolic link; refusing to load it (delete it to start over)")
+    if not _inside(path, ckpt_dir):
+        raise ArtifactError(f"{where} is outside the run's checkpoint folder {ckpt_dir}; refusing to load it")
+    if not path.is_file():
+        raise ArtifactError(f"{where} is not a regular file; refusing to load it (delete it to start over)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ArtifactError(
+            f"{where} is not a plain weights checkpoint (it holds objects that could run code when "
+            "loaded, or is damaged); refusing to load it. Delete it to start over"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - truncated or not a checkpoint at all
+        raise ArtifactError(
+            f"{where} cannot be read ({type(err).__name__}); it is truncated or not a checkpoint. "
+            "Delete it to start over"
+        ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ArtifactError(f"{where} is not a Lightning checkpoint of this run (no state_dict)")
+    for name in _checkpoint_paths(checkpoint):
+        if name != "" and not (isinstance(name, str) and _inside(Path(name), ckpt_dir)):
+            raise ArtifactError(
+                f"{where} refers to a file outside the run's checkpoint folder {ckpt_dir} (was the run "
+                "folder moved or the file edited?); refusing to resume. Delete it to start over"
+            )
+    return checkpoint
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path`, with symlinks and `..` resolved, lies directly inside `folder`."""
+    try:
+        return path.resolve().parent == folder.resolve()
+    except (OSError, ValueError):  # a symlink loop, a NUL byte
+        return False
+
+
+def _checkpoint_paths(checkpoint: dict[str, Any]) -> list[object]:
+    """Every file name a ModelCheckpoint callback state in `checkpoint` holds ("" for none)."""
+    names: list[object] = []
+    callbacks = checkpoint.get("callbacks")
+    for key, state in callbacks.items() if isinstance(callbacks, dict) else []:
+        if not (isinstance(key, str) and key.startswith("ModelCheckpoint") and isinstance(state, dict)):
+            continue
+        for field_name in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            names.append(state.get(field_name) or "")
+        best_k = state.get("best_k_models")
+        names.extend(best_k if isinstance(best_k, dict) else [])
+    return names
 
 
 def _log_version(logs_dir: Path, ckpt_path: str | None) -> str:

@@ -17,6 +17,13 @@ from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 
 VAL_METRIC = "val_ndcg@10"
+# Divergence guard: after warm-up, the training loss smoothed over batches (exponential moving
+# average, weight LOSS_SMOOTHING per batch) must not climb DIVERGENCE_FACTOR times above its lowest
+# value, nor above a uniform guess's cross-entropy ln(n_items + 1) (a run can blow up before it ever
+# learns); SETTLE_STEPS batches first let the average settle
+LOSS_SMOOTHING = 0.05
+DIVERGENCE_FACTOR = 10.0
+SETTLE_STEPS = 20
 
 
 class SequenceModule(L.LightningModule):
@@ -41,6 +48,7 @@ class SequenceModule(L.LightningModule):
         self.sampler = sampler
         self._planned_steps = self.total_steps
         self._positions_seen, self._batches_seen = 0, 0  # for train.loss_weighting='position'
+        self._ema_loss, self._lowest_loss, self._loss_steps = 0.0, math.inf, 0  # see check_loss
         # train.ema_decay: torch's AveragedModel keeps the moving average; as a submodule it is saved
         # in (and resumed from) every checkpoint, and the optimiser never sees it
         self.ema: AveragedModel | None = None
@@ -77,13 +85,7 @@ class SequenceModule(L.LightningModule):
         negatives = self.sampler.sample(self.device) if self.sampler is not None else None
         loss = self.model.loss(batch["input_ids"], batch["labels"], users, negatives=negatives)
         objective = self._weighted(loss, batch["labels"])
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
-                f"The learning rate ({self.cfg.lr}) is probably too high for this model/data: "
-                "lower train.lr, "
-                f"keep train.grad_clip set (now {self.cfg.grad_clip}), or add train.warmup_steps."
-            )
+        self.check_loss(loss)
         self.log(
             "train_loss",
             loss,
@@ -94,6 +96,44 @@ class SequenceModule(L.LightningModule):
             sync_dist=self._distributed,  # DDP: the mean over all processes, not rank 0's
         )
         return objective
+
+    def check_loss(self, loss: torch.Tensor) -> None:
+        """Stop training (TrainingDivergedError, with advice) when the loss is NaN / infinite, or when
+        it diverges: after warm-up its smoothed value climbs DIVERGENCE_FACTOR times above the lowest
+        smoothed value seen so far."""
+        value = float(loss.detach())  # one device sync per step, as the NaN check always needed
+        where = f"at epoch {self.current_epoch}, step {self.global_step}"
+        clip = (
+            "set train.grad_clip (e.g. 1.0; it is off)"
+            if self.cfg.grad_clip is None
+            else f"keep train.grad_clip set (now {self.cfg.grad_clip})"
+        )
+        advice = (
+            f"The learning rate ({self.cfg.lr}) is probably too high for this model/data: lower train.lr "
+            f"(e.g. to {self.cfg.lr / 3:.2g}), {clip}, or add train.warmup_steps."
+        )
+        if not math.isfinite(value):
+            raise TrainingDivergedError(f"training loss became {value} {where}. {advice}")
+        # bias-corrected moving average (as Adam's): the first batches weigh alike, so one odd first
+        # batch does not dominate the average for long
+        self._ema_loss += LOSS_SMOOTHING * (value - self._ema_loss)
+        self._loss_steps += 1
+        smoothed = self._ema_loss / (1.0 - (1.0 - LOSS_SMOOTHING) ** self._loss_steps)
+        if self._loss_steps < SETTLE_STEPS or self.global_step < self.cfg.warmup_steps:
+            return
+        self._lowest_loss = min(self._lowest_loss, smoothed)
+        guess = math.log(self.model.n_items + 1)  # cross-entropy of a uniform guess over the items
+        reference, what = (
+            (self._lowest_loss, "its lowest value")
+            if self._lowest_loss < guess
+            else (guess, "a uniform guess's (ln of the item count)")
+        )
+        if smoothed > DIVERGENCE_FACTOR * reference:
+            raise TrainingDivergedError(
+                f"training loss diverged {where}: its running average {smoothed:.4g} is "
+                f"{smoothed / reference:.0f}x {what} {reference:.4g} "
+                f"(the guard stops at {DIVERGENCE_FACTOR:g}x). {advice}"
+            )
 
     def _weighted(self, loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The objective to minimise from the batch's mean loss over its labelled positions

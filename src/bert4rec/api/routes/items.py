@@ -24,7 +24,7 @@ def search_items(
     )
 
 
-@router.get("/{item_id}", responses={404: {"model": ErrorResponse, "description": "Unknown item id."}})
+@router.get("/{item_id:path}", responses={404: {"model": ErrorResponse, "description": "Unknown item id."}})
 def get_item(item_id: str, rec: RecommenderDep) -> ItemResponse:
     """Title and metadata of a trained item (`item_id` as in the training data)."""
     info = rec.item_info(item_id)

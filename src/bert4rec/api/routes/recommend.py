@@ -45,7 +45,7 @@ def recommend(query: Annotated[RecommendRequest, Body()], rec: RecommenderDep) -
         result = rec.contextual(query.user_id, query.item_id, **common)
     else:
         assert isinstance(query, SequentialQuery)
-        result = rec.sequential(query.item_ids, **common)
+        result = rec.sequential(query.session_items, **common)
     return RecommendResponse(
         query_type=query.query_type,
         path=result.path,  # type: ignore[arg-type]

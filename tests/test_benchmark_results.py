@@ -1,0 +1,90 @@
+"""benchmarks/results is grouped by study: every file in a study folder, every folder in the docs index,
+and the scripts' default output paths point into those folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+INDEX = ROOT / "docs" / "benchmarks" / "index.md"
+
+
+def _load_script(name: str):
+    """Import benchmarks/<name>.py as a module (the scripts import their sibling `plots` by name)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _studies() -> list[str]:
+    return sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
+
+
+def test_every_results_file_is_in_a_study_folder():
+    flat = sorted(p.name for p in RESULTS.iterdir() if p.is_file())
+    assert flat == [], f"benchmarks/results/ holds files outside a study folder: {flat}"
+    for study in _studies():
+        files = list((RESULTS / study).iterdir())
+        assert files, f"empty study folder {study}"
+        assert all(p.is_file() for p in files), f"{study} has nested folders"
+
+
+def test_the_docs_index_lists_every_study():
+    index = INDEX.read_text()
+    linked = set(re.findall(r"benchmarks/results/([\w.-]+)/", index))
+    assert linked == set(_studies()), f"docs index vs folders: {sorted(linked ^ set(_studies()))}"
+
+
+@pytest.mark.parametrize(
+    ("script", "study"),
+    [
+        ("train_speed", "train-speed"),
+        ("sweep", "sweeps"),
+        ("large_catalog", "large-catalog"),
+        ("large_data", "large-data"),
+        ("serve_latency", "serving"),
+        ("serve_overload", "serving"),
+        ("onnx_vs_eager", "serving"),
+        ("cold_start", "cold-start"),
+        ("peer_comparison", "peer-comparison"),
+        ("genre_metrics", "genre-metrics"),
+    ],
+)
+def test_single_study_scripts_write_into_their_study_folder(script, study):
+    source = (ROOT / "benchmarks" / f"{script}.py").read_text()
+    assert f'RESULTS = Path(__file__).resolve().parent / "results" / "{study}"' in source
+    assert (RESULTS / study).is_dir()
+
+
+def test_compare_models_joins_the_study_that_holds_the_name(tmp_path):
+    compare = _load_script("compare_models")
+    # an existing results name goes back to its folder, so the table merges the earlier records
+    assert compare.study_dir("ml-1m-40min", None) == RESULTS / "ml-1m-headline"
+    assert compare.study_dir("ml-1m-sasrec-30min-h128", None) == RESULTS / "sasrec-ablations"
+    assert compare.study_dir("beauty-25min", None) == RESULTS / "beauty"
+    # a new name gets a folder of its own; --study wins over both
+    assert compare.study_dir("fresh-run", None, tmp_path) == tmp_path / "fresh-run"
+    assert compare.study_dir("ml-1m-40min", "my-study") == RESULTS / "my-study"
+    with pytest.raises(SystemExit, match="one folder name"):
+        compare.study_dir("x", "../outside")
+
+
+def test_report_reads_the_sweeps_folder_by_default():
+    from bert4rec.cli import report
+
+    default = inspect.signature(report).parameters["benchmarks"].default
+    assert Path(default) == Path("benchmarks/results/sweeps")
+    assert sorted((ROOT / default).glob("sweep_*.md")), "no sweep tables where `bert4rec report` looks"
