@@ -4,9 +4,9 @@ Prepares ML-1M, trains BERT4Rec and SASRec with the `ml-1m` preset for a FIXED n
 (no time budget, no early stop before the last epoch; the best validation epoch is evaluated, as
 in every run) on one torch thread, fits the popularity, item-KNN and MF baselines, and evaluates
 all of them with the one evaluator (full ranking plus the sampled modes; genre metrics on the full
-ranking). Writes `benchmarks/results/genre-metrics/genre_metrics_ml-1m.json` (the result records, one per model,
-as `pipeline.train_and_evaluate` makes them) and `genre_metrics_ml-1m.md` (the usual metrics table
-and a genre table).
+ranking). Writes `benchmarks/results/genre-metrics/genre_metrics_ml-1m.json` (the result records,
+one per model, as `pipeline.train_and_evaluate` makes them) and `genre_metrics_ml-1m.md` (the
+usual metrics table and a genre table).
 
 These Transformers are short runs (~10 min each), not the README's 40-min models.
 
