@@ -61,6 +61,7 @@ def test_the_docs_index_lists_every_study():
         ("vector_index", "serving"),
         ("cold_start", "cold-start"),
         ("peer_comparison", "peer-comparison"),
+        ("genre_metrics", "genre-metrics"),
     ],
 )
 def test_single_study_scripts_write_into_their_study_folder(script, study):

@@ -253,6 +253,11 @@ class EvalConfig(_Strict):
     )
     seed: int = Field(default=2024, description="Seed of the sampled negatives.")
     batch_size: int = Field(default=512, ge=1, description="Users scored per evaluation batch.")
+    genre_column: str | None = Field(
+        default="genres",
+        description="Item column with each item's genres ('|'-separated) for genre_precision@k / "
+        "genre_ndcg@k; the default is skipped when the data lacks it, null turns genre metrics off.",
+    )
 
     @model_validator(mode="after")
     def _positive_ks(self) -> EvalConfig:

@@ -20,6 +20,7 @@ from bert4rec.evaluation.diagnostics import (
     short_history_finding,
 )
 from bert4rec.evaluation.evaluator import Evaluator
+from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.base import Scorer
@@ -139,6 +140,8 @@ def train_and_evaluate(
     extra: dict[str, Any] = {}
     model = None
     primary = is_global_zero()
+    # before training: a mistyped eval.genre_column fails now, not after the run
+    genres = item_genres(prepared.interactions.items, split.vocab, cfg.eval.genre_column)
     if model_type not in TRANSFORMER_TYPES and not primary:
         return ModelRun(model_type, BASELINES[model_type](), 0.0, is_global_zero=False)
     tracker = make_tracker(cfg.train.logger, run_dir, model_type) if primary else None
@@ -202,7 +205,7 @@ def train_and_evaluate(
         }
         log_params(tracker, config, ids)
     start = time.perf_counter()
-    metrics = Evaluator(split, cfg.eval).evaluate(scorer, which="test")
+    metrics = Evaluator(split, cfg.eval, genres).evaluate(scorer, which="test")
     extra["eval_seconds"] = round(time.perf_counter() - start, 3)
     meta = run_metadata(config, cfg.train.seed, split.fingerprint, split.stats)
     record = make_record(

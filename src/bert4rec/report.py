@@ -4,8 +4,9 @@ Reads what the run wrote (`results/*.json` records, per-epoch history, `<model>/
 optionally, the one-factor sweep tables of `benchmarks/results/sweeps` (`sweep_*.md` / `.png`). The page
 has inline CSS and the plots (matplotlib, Agg) embedded as base64 PNGs, so it can be mailed or
 archived as one file. Sections: run summary, test metrics (full ranking and sampled, labelled),
-training and validation curves, metrics by item-popularity bucket, sweeps, and example users with
-their history and each model's recommendations (titles and genres).
+genre-level metrics (when the data has item genres), training and validation curves, metrics by
+item-popularity bucket, sweeps, and example users with their history and each model's
+recommendations (titles and genres).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ METRIC_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         (("hr@10", "HR@10"), ("ndcg@10", "NDCG@10")),
     ),
     ("sampled_uniform", "Sampled: {n} negatives, uniform", (("hr@10", "HR@10"), ("ndcg@10", "NDCG@10"))),
+)
+
+# (metric of the "full" section, label) of the genre-level table; exact-item columns for reference
+GENRE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("hr@10", "HR@10"),
+    ("ndcg@10", "NDCG@10"),
+    ("genre_precision@10", "genre P@10"),
+    ("genre_ndcg@10", "genre NDCG@10"),
 )
 
 CSS = """
@@ -239,6 +248,40 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
     return f'<div class="scroll"><table id="metrics-table">{head1}{head2}{"".join(rows)}</table></div>'
 
 
+def genre_section(records: list[dict[str, Any]]) -> str | None:
+    """Genre-level metrics (full ranking) per model with their definitions; None when no record has them."""
+    if not any("genre_precision@10" in r["metrics"].get("full", {}) for r in records):
+        return None
+    protocol: dict[str, Any] = next(
+        (g for r in records if (g := r["metrics"].get("protocol", {}).get("genres"))), {}
+    )
+    notes = [
+        f"Item genres from column {protocol.get('column', '?')!r} "
+        f"({_fmt(protocol.get('n_genres'))} genres; {_fmt(protocol.get('n_users'))} test users have a "
+        "target with a genre). Exact-item HR@10 / NDCG@10 repeated for reference; best per column in bold.",
+        protocol.get("genre_precision", ""),
+        protocol.get("genre_ndcg", ""),
+        protocol.get("list", ""),
+    ]
+    best = {
+        key: max((r["metrics"].get("full", {}).get(key) or 0.0) for r in records) for key, _ in GENRE_COLUMNS
+    }
+    if len(records) < 2:
+        best = {}
+    head = "<tr><th>model</th>" + "".join(f"<th>{label}</th>" for _, label in GENRE_COLUMNS) + "</tr>"
+    rows = []
+    for r in records:
+        full = r["metrics"].get("full", {})
+        cells = [f"<td>{escape(str(r['model']))}</td>"]
+        for key, _ in GENRE_COLUMNS:
+            value = full.get(key)
+            is_best = value is not None and value == best.get(key)
+            cells.append(f'<td class="{"best" if is_best else ""}">{_fmt(value)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    body = "".join(f'<p class="note">{escape(n)}</p>' for n in notes if n)
+    return body + f'<div class="scroll"><table id="genre-table">{head}{"".join(rows)}</table></div>'
+
+
 def long_tail_table(records: list[dict[str, Any]]) -> str:
     """HTML table: users, HR@10 and NDCG@10 per popularity bucket of the target, per model."""
     first = records[0]["metrics"].get("long_tail", {})
@@ -405,6 +448,9 @@ def render_report(run_dir: Path, benchmarks: Path | None = None, n_users: int = 
             "</p>" + metrics_table(records),
         ),
     ]
+    genres = genre_section(records)
+    if genres:
+        sections.append(("genres", "Genre-level metrics", genres))
     if histories:
         curves = _img(curves_png(histories, colors), "training and validation curves")
         sections.append(("curves", "Training and validation curves", curves))

@@ -18,6 +18,12 @@ Protocol (also written into every result under "protocol"):
   top 20% of catalogue items, the remaining items are split into two equal halves, "mid" (more
   popular) and "tail" (less popular, including items never seen in training). Users are bucketed by
   the bucket of their target, and hr@10 / ndcg@10 (full ranking) are reported per bucket.
+* Genre metrics (only with item genres, see `evaluation.genres`; full ranking only, never sampled):
+  genre_precision@k and genre_ndcg@k for every k of `cfg.ks`, over the full-ranking top-k list (after
+  the exclusions above) and the users whose target has a genre; definitions in
+  `metrics.GENRE_PRECISION_DEFINITION` / `GENRE_NDCG_DEFINITION`. The ideal list of genre_ndcg is
+  drawn from the same candidates the model ranks (catalogue minus PAD and, with `filter_seen`, the
+  input history), so a perfect genre ranker scores 1.
 """
 
 from __future__ import annotations
@@ -32,7 +38,17 @@ import torch
 from bert4rec.config import EvalConfig
 from bert4rec.data.sequences import SequenceSplit, Split
 from bert4rec.errors import Bert4RecError
-from bert4rec.evaluation.metrics import TIE_POLICY, hit_rate, metric_table, ndcg, rank_of_target
+from bert4rec.evaluation.genres import ItemGenres
+from bert4rec.evaluation.metrics import (
+    GENRE_NDCG_DEFINITION,
+    GENRE_PRECISION_DEFINITION,
+    TIE_POLICY,
+    genre_metrics_per_user,
+    hit_rate,
+    metric_table,
+    ndcg,
+    rank_of_target,
+)
 from bert4rec.models.base import Scorer
 
 Mode = Literal["full", "sampled_uniform", "sampled_popularity"]
@@ -40,6 +56,7 @@ MODES: tuple[Mode, ...] = ("full", "sampled_uniform", "sampled_popularity")
 SAMPLED_MODES: tuple[Mode, ...] = ("sampled_uniform", "sampled_popularity")
 COVERAGE_K = 10
 HEAD_SHARE = 0.2  # share of catalogue items in the "head" bucket
+GENRE_CHUNK_ELEMENTS = 1 << 24  # users x items per chunk of the genre metrics' ideal-list tensors
 BUCKETS = ("head", "mid", "tail")
 
 SEEN_POLICY = "items of the input history get -inf, except the target, which is never excluded"
@@ -50,6 +67,11 @@ NEGATIVES_POLICY = (
 LONG_TAIL_POLICY = (
     "items sorted by training count (ties by item index): head = top 20% of items, mid = next 40%, "
     "tail = last 40%; users bucketed by their target's bucket; full-ranking metrics"
+)
+GENRE_LIST_POLICY = (
+    "full ranking only: the top-k list is the k best-scoring candidates in torch.topk order (ties at the "
+    "cut-off broken by torch.topk), excluded (-inf) slots count as no item; users whose target has no "
+    "genre are left out"
 )
 
 
@@ -62,11 +84,20 @@ class Evaluator:
 
     Negatives for the sampled modes are drawn lazily, once per (split, mode), and cached, so repeated
     evaluations (every epoch, several models) rank against exactly the same candidates.
+
+    `genres` (from `evaluation.genres.item_genres`, for the items of `split`) adds the genre metrics
+    to the full ranking; without it they are left out, never reported as zero.
     """
 
-    def __init__(self, split: SequenceSplit, cfg: EvalConfig) -> None:
+    def __init__(self, split: SequenceSplit, cfg: EvalConfig, genres: ItemGenres | None = None) -> None:
         self.split = split
         self.cfg = cfg
+        if genres is not None and genres.matrix.shape[0] != split.n_items + 1:
+            raise EvaluationError(
+                f"the genre matrix has {genres.matrix.shape[0]} rows, expected n_items + 1 = "
+                f"{split.n_items + 1}: build it with item_genres(items, split.vocab, column) for this split"
+            )
+        self.genres = genres
         # hr@10 / ndcg@10 are always reported: early stopping, tables and the long-tail breakdown use them
         self.ks = sorted(set(cfg.ks) | {10})
         self._popularity: np.ndarray | None = None
@@ -87,7 +118,8 @@ class Evaluator:
         Returns {"full": {metric: value}, "sampled_uniform": {...}, "sampled_popularity": {...},
         "coverage@10": float, "long_tail": {"head"|"mid"|"tail": {...}}, "n_users": int,
         "protocol": {...}}; only the requested modes appear (coverage and long tail come from the full
-        ranking, which is always computed).
+        ranking, which is always computed). With genres, "full" also holds "genre_precision@k" and
+        "genre_ndcg@k" for each k.
         """
         modes = tuple(modes)
         bad = [m for m in modes if m not in MODES]
@@ -102,12 +134,24 @@ class Evaluator:
         sampled_parts: dict[str, list[torch.Tensor]] = {m: [] for m in sampled}
         covered: torch.Tensor | None = None
         k_cov = min(COVERAGE_K, self.split.n_items)
-        for start, stop, scores, target in self._batches(scorer, which, users, targets):
+        with_genres = self.genres is not None and "full" in modes
+        k_top = min(max([k_cov, *self.ks]) if with_genres else k_cov, self.split.n_items)
+        genre_parts: dict[str, list[torch.Tensor]] = {}
+        genre_matrix: torch.Tensor | None = None
+        for start, stop, scores, target, hist in self._batches(scorer, which, users, targets):
             full_parts.append(rank_of_target(scores, target).cpu())
-            values, top = scores.topk(k_cov, dim=1)  # (B, k)
+            values, top = scores.topk(k_top, dim=1)  # (B, k_top), best first
+            finite = torch.isfinite(values)
             if covered is None:
                 covered = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
-            covered[top[torch.isfinite(values)]] = True
+            covered[top[:, :k_cov][finite[:, :k_cov]]] = True
+            if with_genres:
+                assert self.genres is not None
+                if genre_matrix is None:
+                    genre_matrix = torch.as_tensor(self.genres.matrix, device=scores.device)
+                # an excluded (-inf) item in the top k means the ranking ran out of candidates: no item
+                no_item = torch.isneginf(values)
+                self._genre_batch(genre_parts, genre_matrix, top.masked_fill(no_item, 0), target, hist)
             for m in sampled:
                 negs = torch.as_tensor(negatives[m][start:stop], device=scores.device)
                 candidates = torch.cat([target.unsqueeze(1), negs], dim=1)  # (B, 1 + n_neg), target first
@@ -118,6 +162,10 @@ class Evaluator:
         out: dict[str, Any] = {}
         if "full" in modes:
             out["full"] = metric_table(full_ranks, self.ks)
+            for key, parts in genre_parts.items():
+                per_user = torch.cat(parts)
+                labelled = per_user[~torch.isnan(per_user)]
+                out["full"][key] = float(labelled.mean()) if labelled.numel() else float("nan")
         for m in sampled:
             out[m] = metric_table(torch.cat(sampled_parts[m]).numpy(), self.ks)
         assert covered is not None  # at least one batch ran
@@ -135,13 +183,25 @@ class Evaluator:
             "tie_policy": TIE_POLICY,
             "long_tail": LONG_TAIL_POLICY,
         }
+        if with_genres:
+            assert self.genres is not None
+            labelled_targets = self.genres.matrix[targets].any(axis=1)
+            out["protocol"]["genres"] = {
+                "column": self.genres.column,
+                "n_genres": len(self.genres.names),
+                "n_items_with_genres": self.genres.n_items_with_genres,
+                "n_users": int(labelled_targets.sum()),  # users whose target has a genre
+                "genre_precision": GENRE_PRECISION_DEFINITION,
+                "genre_ndcg": GENRE_NDCG_DEFINITION,
+                "list": GENRE_LIST_POLICY,
+            }
         return out
 
     def evaluate_ndcg10(self, scorer: Scorer, which: Split = "val", users: np.ndarray | None = None) -> float:
         """Full-ranking NDCG@10 only: the cheap per-epoch early-stopping signal (protocol of `evaluate`)."""
         users = self._users(which, users)
         targets = self.split.targets_all(which)[users]
-        parts = [rank_of_target(s, t).cpu() for _, _, s, t in self._batches(scorer, which, users, targets)]
+        parts = [rank_of_target(s, t).cpu() for _, _, s, t, _ in self._batches(scorer, which, users, targets)]
         return ndcg(torch.cat(parts).numpy(), 10)
 
     def negatives(self, which: Split, mode: Mode, users: np.ndarray | None = None) -> np.ndarray:
@@ -189,8 +249,8 @@ class Evaluator:
 
     def _batches(
         self, scorer: Scorer, which: Split, users: np.ndarray, targets: np.ndarray
-    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
-        """Yield (start, stop, scores (B, n_items + 1) with exclusions applied, targets (B,))."""
+    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, list[np.ndarray]]]:
+        """Yield (start, stop, scores (B, n_items + 1) with exclusions applied, targets (B,), histories)."""
         histories = self.split.inputs(which, users)
         bs = self.cfg.batch_size
         with torch.inference_mode():
@@ -200,7 +260,7 @@ class Evaluator:
                 scores = self._scores(scorer, users[start:stop], hist)
                 target = torch.as_tensor(targets[start:stop], dtype=torch.int64, device=scores.device)
                 self._exclude(scores, hist, target)
-                yield start, stop, scores, target
+                yield start, stop, scores, target, hist
 
     def _scores(self, scorer: Scorer, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         name = getattr(scorer, "name", type(scorer).__name__)
@@ -226,16 +286,60 @@ class Evaluator:
     def _exclude(self, scores: torch.Tensor, histories: Sequence[np.ndarray], target: torch.Tensor) -> None:
         """PAD -> -inf; with filter_seen also the input-history items, but never the target."""
         scores[:, 0] = -math.inf
-        if not self.cfg.filter_seen:
+        index = self._seen_index(histories, scores.device)
+        if index is None:
             return
+        target_scores = scores.gather(1, target.unsqueeze(1))  # (B, 1), restored after masking
+        scores[index] = -math.inf
+        scores.scatter_(1, target.unsqueeze(1), target_scores)
+
+    def _seen_index(
+        self, histories: Sequence[np.ndarray], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(rows, cols) of the input-history items that filter_seen excludes; None when nothing is."""
+        if not self.cfg.filter_seen:
+            return None
         lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
         if lengths.sum() == 0:
-            return
-        cols = torch.as_tensor(np.concatenate(histories).astype(np.int64), device=scores.device)
-        rows = torch.as_tensor(np.repeat(np.arange(len(histories)), lengths), device=scores.device)
-        target_scores = scores.gather(1, target.unsqueeze(1))  # (B, 1), restored after masking
-        scores[rows, cols] = -math.inf
-        scores.scatter_(1, target.unsqueeze(1), target_scores)
+            return None
+        cols = torch.as_tensor(np.concatenate(histories).astype(np.int64), device=device)
+        rows = torch.as_tensor(np.repeat(np.arange(len(histories)), lengths), device=device)
+        return rows, cols
+
+    # ------------------------------------------------------------------ genres
+
+    def _genre_batch(
+        self,
+        parts: dict[str, list[torch.Tensor]],
+        genres: torch.Tensor,
+        top: torch.Tensor,
+        target: torch.Tensor,
+        histories: Sequence[np.ndarray],
+    ) -> None:
+        """Append per-user genre_precision@k / genre_ndcg@k of one batch to `parts` (NaN = no genre).
+
+        `top` (B, k_top) item indices best first, 0 where the slot holds an excluded item. The ideal
+        list of genre_ndcg comes from the ranking's candidates: PAD and the filtered history are excluded
+        exactly as in `_exclude`, the target never is.
+        """
+        n_cols = self.split.n_items + 1
+        if top.shape[1] < max(self.ks):  # a catalogue smaller than k: the missing slots hold no item
+            top = torch.nn.functional.pad(top, (0, max(self.ks) - top.shape[1]), value=0)
+        # the ideal list needs (rows, n_items + 1) relevance and mask tensors: bound them to ~2**24
+        # elements per chunk so that large catalogues do not double the memory of the score batch
+        rows = max(1, GENRE_CHUNK_ELEMENTS // n_cols)
+        for lo in range(0, len(target), rows):
+            hi = min(lo + rows, len(target))
+            excluded = torch.zeros(hi - lo, n_cols, dtype=torch.bool, device=genres.device)
+            excluded[:, 0] = True
+            index = self._seen_index(histories[lo:hi], genres.device)
+            if index is not None:
+                excluded[index] = True
+                chunk_target = target[lo:hi].to(genres.device)
+                excluded[torch.arange(hi - lo, device=genres.device), chunk_target] = False
+            metrics = genre_metrics_per_user(top[lo:hi], target[lo:hi], genres, self.ks, excluded)
+            for key, values in metrics.items():
+                parts.setdefault(key, []).append(values.cpu())
 
     # ------------------------------------------------------------------ long tail
 
