@@ -124,6 +124,12 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
     for mode, metric in cols:
         label = metric if mode == "full" else f"{metric} ({mode.replace('sampled_', 'sampled ')})"
         table.add_column(label, justify="right")
+    # genre-level columns only when a record has them (the data has a genre column; docs/genre-metrics.md)
+    genre_cols = [
+        c for c in ("genre_precision@10", "genre_ndcg@10") if any(c in r["metrics"]["full"] for r in records)
+    ]
+    for col in genre_cols:
+        table.add_column(col.replace("genre_precision", "genre P"), justify="right")
     table.add_column("coverage@10", justify="right")
     table.add_column("train s", justify="right")
     for r in records:
@@ -131,6 +137,7 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
         table.add_row(
             escape(str(r["model"])),
             *[f"{m[mode][metric]:.4f}" for mode, metric in cols],
+            *[f"{m['full'][c]:.4f}" if c in m["full"] else "-" for c in genre_cols],
             f"{m.get('coverage@10', float('nan')):.3f}",
             f"{r['train_seconds']:.1f}",
         )
@@ -455,6 +462,7 @@ def evaluate(
     _setup_logging(verbose)
     from bert4rec.artifacts import load_bundle
     from bert4rec.evaluation.evaluator import Evaluator
+    from bert4rec.evaluation.genres import item_genres
     from bert4rec.inference.scoring import TransformerScorer
     from bert4rec.pipeline import prepare as prepare_data
 
@@ -476,7 +484,9 @@ def evaluate(
                 f"(fingerprint {prepared.split.fingerprint} "
                 f"!= {expected}); evaluate on the same data or retrain"
             )
-        metrics = Evaluator(prepared.split, cfg.eval).evaluate(TransformerScorer(bundle.model), which=which)  # type: ignore[arg-type]
+        genres = item_genres(prepared.interactions.items, prepared.split.vocab, cfg.eval.genre_column)
+        evaluator = Evaluator(prepared.split, cfg.eval, genres)
+        metrics = evaluator.evaluate(TransformerScorer(bundle.model), which=which)  # type: ignore[arg-type]
     except Bert4RecError as err:
         _fail(err)
     console.print(_metrics_table([{"model": cfg.model_type, "metrics": metrics, "train_seconds": 0.0}]))
