@@ -16,6 +16,7 @@ from bert4rec.cli import app
 
 runner = CliRunner()
 KEYS = ("MODEL", "BACKEND", "INDEX", "INDEX_THRESHOLD", "TORCH_THREADS", "TEXT_COLD_START", "INTENTS_CACHE")
+KEYS += ("MAX_BODY_BYTES", "MAX_CONCURRENCY", "REQUEST_TIMEOUT", "ALLOWED_HOSTS", "CORS_ORIGINS", "API_KEY")
 
 
 @pytest.fixture
@@ -36,24 +37,40 @@ def test_workers_start_from_an_import_string_with_the_settings(
     import uvicorn
 
     from bert4rec.api.app import create_app
+    from bert4rec.artifacts import bundle_version
     from bert4rec.inference.intents import INTENTS_FILE
 
     model = tmp_path / "model"
     shutil.copytree(tiny_artifact, model)
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))
+    key_file = tmp_path / "key"
+    key_file.write_text("k" * 20)
     args = ["serve", "--model", str(model), "--workers", "2", "--index", "hnsw", "--port", "9124"]
+    args += ["--max-concurrency", "3", "--max-body-bytes", "5000", "--api-key-file", str(key_file)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     ((target, kwargs),) = calls
     assert target == "bert4rec.api.app:create_app"
-    assert kwargs == {"factory": True, "workers": 2, "host": "127.0.0.1", "port": 9124, "log_level": "info"}
-    assert (model / INTENTS_FILE).is_file()  # encoded once, before the workers start
+    assert kwargs == {
+        "factory": True,
+        "workers": 2,
+        "host": "127.0.0.1",
+        "port": 9124,
+        "log_level": "info",
+        "server_header": False,
+    }
+    # encoded once, before the workers start, beside the live bundle version it belongs to
+    assert (bundle_version(model) / INTENTS_FILE).is_file()
     assert os.environ["BERT4REC_INDEX"] == "hnsw" and os.environ["BERT4REC_MODEL"] == str(model)
     # what each worker does: build the app from the environment alone
     worker_app = create_app()
     rec = worker_app.state.recommender
     assert (rec.model_index.kind, rec.item_index.kind) == ("hnsw", "hnsw")
+    # every worker enforces the limits and the API key the command was given
+    settings = worker_app.state.settings
+    assert (settings.max_concurrency, settings.max_body_bytes) == (3, 5000)
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "k" * 20
     assert rec.user_intents is not None and rec.user_intents.from_cache
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bert4rec.artifacts import load_bundle
+from bert4rec.artifacts import bundle_version, load_bundle
 from bert4rec.inference.intents import INTENTS_FILE, IntentEncoder, UserIntents
 from bert4rec.inference.recommender import Recommender
 from bert4rec.inference.scoring import TransformerScorer
@@ -75,16 +75,17 @@ def test_onnx_backend_keeps_the_precomputed_user_path(bundle):
 
 
 def test_user_intents_cache_is_reused_and_rebuilt_when_stale(tiny_artifact, tmp_path, caplog):
-    model = tmp_path / "model"
-    shutil.copytree(tiny_artifact, model)
-    first = Recommender.load(model, intents_cache=True)
+    root = tmp_path / "model"
+    shutil.copytree(tiny_artifact, root)
+    model = bundle_version(root)  # the cache lives in the live version folder it was computed from
+    first = Recommender.load(root, intents_cache=True)
     assert (model / INTENTS_FILE).is_file() and not first.user_intents.from_cache
     assert sorted(p.name for p in model.iterdir() if p.name.startswith(".")) == []  # no temporary files
-    second = Recommender.load(model, intents_cache=True)
+    second = Recommender.load(root, intents_cache=True)
     assert second.user_intents.from_cache
     np.testing.assert_array_equal(first.user_intents.vectors, second.user_intents.vectors)
     # other weights: the stored file no longer matches and is recomputed
-    bundle = load_bundle(model)
+    bundle = load_bundle(root)
     with torch.no_grad():
         bundle.model.ln_f.bias.add_(0.5)
     enc = IntentEncoder(bundle.model)
