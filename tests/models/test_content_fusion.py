@@ -149,7 +149,7 @@ def oracle_sessions() -> torch.Tensor:
 
 def train_oracle(cls: type[SequenceTransformer], fused: bool, steps: int = 60) -> SequenceTransformer:
     cfg = ModelConfig(max_len=6, hidden_size=16, num_layers=1, num_heads=2, dropout=0.0)
-    cfg = cfg.model_copy(update={"content_fusion": fused, "content_dim": THEMES + 8})
+    cfg = cfg.model_copy(update={"content_fusion": fused, "content_dim": THEMES + 8, "id_dropout": 0.0})
     torch.manual_seed(0)
     model = cls(cfg, ORACLE_ITEMS, content=oracle_texts() if fused else None)
     sessions = oracle_sessions()
