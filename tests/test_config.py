@@ -150,3 +150,15 @@ def test_option_overrides_combine_sets_data_dir_and_budget():
     out = option_overrides(["train.epochs=3"], data_dir="/data", max_minutes=2.5)
     assert out == {"train": {"epochs": 3, "max_minutes": 2.5}, "data": {"data_dir": "/data"}}
     assert option_overrides([]) == {}
+
+
+def test_item_text_columns_turn_the_hybrid_on_and_false_opts_out():
+    assert build_config("ml-1m").model.content_fusion is False
+    on = build_config("ml-1m", {"data": {"metadata_cols": ["title", "genres"]}})
+    assert on.model.content_fusion is True
+    assert on.for_model("sasrec").model.content_fusion is True  # the decision is saved in the config
+    assert build_config(
+        None, {"data": {"dataset": "file", "path": "x.csv", "items_path": "i.csv"}}
+    ).model.content_fusion
+    off = build_config("ml-1m", {"data": {"metadata_cols": ["title"]}, "model": {"content_fusion": False}})
+    assert off.model.content_fusion is False

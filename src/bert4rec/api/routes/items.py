@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from bert4rec.api.deps import RecommenderDep
 from bert4rec.api.schemas import (
@@ -55,18 +54,16 @@ def get_item(item_id: str, rec: RecommenderDep) -> ItemResponse:
     return ItemResponse(**rec.item_summary(item_id))
 
 
-def _update_error(err: Exception) -> JSONResponse:
+def _update_error(err: Exception) -> HTTPException:
     """A catalogue update error as the API's error contract (see the module docstring)."""
     if isinstance(err, UnknownIdError):
-        return JSONResponse(status_code=404, content={"detail": str(err)})
+        return HTTPException(404, str(err))
     if isinstance(err, CatalogConflictError):
-        return JSONResponse(status_code=409, content={"detail": str(err)})
+        return HTTPException(409, str(err))
     if isinstance(err, CatalogError):
         loc = ["path", "item_id"] if err.field == "item_id" else ["body", *err.field.split(".", 1)]
-        return JSONResponse(
-            status_code=422, content={"detail": [{"loc": loc, "msg": str(err), "type": "catalog_item"}]}
-        )
-    return JSONResponse(status_code=503, content={"detail": str(err)})  # write failure, no encoder
+        return HTTPException(422, [{"loc": loc, "msg": str(err), "type": "catalog_item"}])
+    return HTTPException(503, str(err))  # could not save, or no text encoder
 
 
 _UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -79,7 +76,7 @@ _UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
 @router.put("/{item_id}", status_code=201, responses={200: {"model": ItemChangeResponse}, **_UPDATE_ERRORS})
 def put_item(
     item_id: ItemIdPath, body: ItemUpsertRequest, rec: RecommenderDep, response: Response
-) -> ItemChangeResponse | JSONResponse:
+) -> ItemChangeResponse:
     """Add an item after training (201), or update an item added before (200): its vector comes from
     its text through the trained content fusion, so it can be recommended by every query type and
     used as a query item at once. Saved beside the model; survives a restart."""
@@ -87,7 +84,7 @@ def put_item(
     try:
         info = rec.add_item(item_id, text=body.text, metadata=body.metadata)
     except (CatalogError, CatalogWriteError, ContentUnavailableError) as err:
-        return _update_error(err)
+        raise _update_error(err) from err
     if existed:
         response.status_code = 200
     found = rec.vocab.item_ids[rec.vocab.item_idx(item_id) - 1]
@@ -97,12 +94,12 @@ def put_item(
 
 
 @router.delete("/{item_id}", responses=_UPDATE_ERRORS)
-def delete_item(item_id: ItemIdPath, rec: RecommenderDep) -> ItemChangeResponse | JSONResponse:
+def delete_item(item_id: ItemIdPath, rec: RecommenderDep) -> ItemChangeResponse:
     """Retire an item (trained or added): it is never recommended again; histories that hold it still
     read. Saved beside the model; survives a restart."""
     try:
         found = rec.catalog.check_retire(item_id)
         info = rec.retire_items([item_id])
     except (UnknownIdError, CatalogError, CatalogWriteError) as err:
-        return _update_error(err)
+        raise _update_error(err) from err
     return ItemChangeResponse(item_id=found, status="retired", catalog=CatalogInfo(**info))
