@@ -18,6 +18,19 @@ Each model is evaluated twice:
 
 Writes benchmarks/results/cold_start_<name>.json and .md (name: the dataset unless --name).
 
+`--zero-day` measures real new items instead: the held-out items are absent from training AND from
+the catalogue at training time (not in the vocabulary or the item table), and are added after
+training through the catalogue-update path (`Recommender.add_items`, title + genres through the
+trained fusion). Models: ID-only, fused (with `model.id_dropout`; `fused_p<share>` for another
+share), a content-only baseline (MiniLM similarity to the user's recent history) and chance, all
+ranked over every item (trained + new), with exposure (share of top-10 lists holding a new item)
+and the curve of `model.new_item_exposure`. Fixed epochs (`--epochs`) on `--threads` threads, so a
+shared machine changes the time, not the result. Writes benchmarks/results/zero_day_<dataset>.json
+and .md (`_seed<N>` for another held-out seed). Trained bundles are kept in `--work-dir` and reused.
+
+    python benchmarks/cold_start.py --zero-day --preset ml-1m --data-dir ../shared/data/ml-1m \
+        --epochs 10 --variants id_only fused fused_p0
+
     python benchmarks/cold_start.py --preset ml-1m --data-dir ../shared/data/ml-1m --minutes 10
     python benchmarks/cold_start.py --preset demo --minutes 0.3        # smoke test, generated data
 """
@@ -45,6 +58,7 @@ import torch
 from bert4rec.artifacts import save_bundle
 from bert4rec.config import ExperimentConfig, build_config, deep_merge, option_overrides
 from bert4rec.data.cold_start import choose_cold_items, cold_users, hold_out_items
+from bert4rec.data.masking import inference_batch
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.vocab import Vocab
 from bert4rec.evaluation.evaluator import Evaluator
@@ -266,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
 # (not in the vocabulary, not in the item table), and are added after training through the
 # catalogue-update path (Recommender.add_items), as a real new item would be.
 
-ZD_KNOB = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+# a new item reaches a top 10 of ~3,400 items only near the top of the trained items' scores
+ZD_KNOBS = {"score": (0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0), "bias": (0.0, 0.5, 1.0)}
 ZD_RECENT = 10  # history items the content-only baseline averages
 
 
@@ -320,6 +335,35 @@ class _Padded:
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         scores = self.scorer.score(users, histories)
         return torch.cat([scores, torch.full((len(histories), self.n_new), self.value)], dim=1)
+
+
+class _Hidden:
+    """The test users' output hidden states, computed once: the knob only changes the new items' output
+    biases, and no input holds a new item, so every knob setting scores from the same states."""
+
+    def __init__(self, model: SequenceTransformer, split: SequenceSplit, users: np.ndarray) -> None:
+        scorer = TransformerScorer(model)
+        self.row = {int(u): j for j, u in enumerate(users)}
+        histories = split.inputs("test", users)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(users), 256):
+                seq = inference_batch(histories[start : start + 256], model.cfg.max_len, scorer.mask_idx)
+                parts.append(model.encode(seq)[:, -1])
+        self.states = torch.cat(parts)  # (U, D)
+
+    def scorer(self, model: SequenceTransformer) -> Any:
+        weights, bias = model.item_weights().detach(), model.head_bias.detach()
+        row = self.row
+        states = self.states
+
+        class _Scores:
+            name = "precomputed"
+
+            def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+                return states[[row[int(u)] for u in users]] @ weights.T + bias
+
+        return _Scores()
 
 
 class ContentOnly:
@@ -471,15 +515,18 @@ def zero_day_main(args: argparse.Namespace) -> int:
             rec.add_items([NewItem(i, metadata=meta[i]) for i in splits.new_ids])
             row["add_seconds"] = round(time.perf_counter() - start, 1)
             assert rec.vocab.item_ids == full.vocab.item_ids
-            curve = {}
-            for q in ZD_KNOB:
-                rec.set_new_item_exposure(q)
-                scorer = TransformerScorer(rec.state.model)
-                curve[str(q)] = {g: full_ranking(scorer, full, u, n_trained) for g, u in groups.items()}
-                print(f"{name} exposure knob {q}: " + _cells(curve[str(q)]))
-            row["knob"] = curve
-            row["default_knob"] = cfg.model.new_item_exposure
-            row["metrics"] = curve[str(cfg.model.new_item_exposure)]
+            curves: dict[str, dict[str, Any]] = {}
+            hidden = _Hidden(rec.bundle.model, full, test_users)  # new items are in no input: reused
+            for calibration, knobs in ZD_KNOBS.items():
+                curve = curves.setdefault(calibration, {})
+                for q in knobs:
+                    rec.set_new_item_exposure(q, calibration)
+                    scorer = hidden.scorer(rec.state.model)
+                    curve[str(q)] = {g: full_ranking(scorer, full, u, n_trained) for g, u in groups.items()}
+                    print(f"{name} {calibration} calibration, exposure {q}: " + _cells(curve[str(q)]))
+            row["knob"] = curves
+            row["default_knob"] = f"{cfg.model.new_item_calibration} {cfg.model.new_item_exposure}"
+            row["metrics"] = curves[cfg.model.new_item_calibration][str(cfg.model.new_item_exposure)]
             if new_items is None:
                 new_items = rec.state.model.content.vectors[: full.n_items + 1].clone()  # type: ignore[union-attr]
         else:
@@ -498,8 +545,8 @@ def zero_day_main(args: argparse.Namespace) -> int:
         print(f"{baseline.name}: " + _cells(metrics))
 
     meta_run = run_metadata(base.model_dump(mode="json"), base.train.seed, full.fingerprint, full.stats)
-    name = args.name or f"zero_day_{dataset_name(base)}"
-    out_json = RESULTS / f"{name}_seed{args.seed}.json"
+    name = args.name or f"zero_day_{dataset_name(base)}" + (f"_seed{args.seed}" if args.seed else "")
+    out_json = RESULTS / f"{name}.json"
     result = {
         "benchmark": "zero_day",
         "model": args.model,
@@ -525,8 +572,63 @@ def zero_day_main(args: argparse.Namespace) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     _write(out_json, json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {out_json}")
+    table = zero_day_markdown(result)
+    _write(out_json.with_suffix(".md"), table)
+    print(table)
     return 0
+
+
+def zero_day_markdown(result: dict[str, Any]) -> str:
+    """The zero-day table (one row per model, cold and warm users side by side) and the knob curves."""
+    s = result["setup"]
+    chance = 10 / (s["n_trained_items"] + s["n_new_items"])
+    lines = [
+        f"{result['model']} on {result['dataset']} with titles and genres: {s['n_new_items']} of "
+        f"{s['n_trained_items'] + s['n_new_items']} items ({s['share']:.0%}, seed {s['seed']}) held out of "
+        "training AND of the catalogue at training time, then added through the catalogue-update path "
+        "(Recommender.add_items: title + genres through the trained fusion, no ID part). Full ranking over "
+        f"all items; cold = the {s['cold_users']} test users whose target is a new item, warm = the other "
+        f"{s['warm_users']}. Every model: {s['epochs']} epochs, {s['torch_threads']} torch thread. "
+        "exposure@10 = share of top-10 lists holding at least one new item. content_only = MiniLM cosine "
+        f"to the mean of the user's last {s['content_only_recent']} items; chance HR@10 ~ {chance:.4f}. "
+        f"Machine: {s['machine']}.",
+        "",
+        "| model | cold HR@10 | cold NDCG@10 | cold exposure@10 "
+        "| warm HR@10 | warm NDCG@10 | warm exposure@10 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def cells(m: dict[str, float]) -> str:
+        return f"{m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['exposure@10']:.3f}"
+
+    for name, row in result["results"].items():
+        m = row["metrics"]
+        label = name + (f" (knob {row['default_knob']})" if "default_knob" in row else "")
+        lines.append(f"| {label} | {cells(m['cold'])} | {cells(m['warm'])} |")
+    for name, row in result["results"].items():
+        for calibration, curve in row.get("knob", {}).items():
+            lines += [
+                "",
+                f"Exposure knob, {name}, {calibration} calibration (model.new_item_calibration; "
+                "model.new_item_exposure = the quantile of the trained items a new item is placed at):",
+                "",
+                "| exposure | cold HR@10 | cold NDCG@10 | cold exposure@10 "
+                "| warm NDCG@10 | warm exposure@10 |",
+                "|---:|---:|---:|---:|---:|---:|",
+            ]
+            for q, m in curve.items():
+                warm = m["warm"]
+                lines.append(
+                    f"| {q} | {cells(m['cold'])} | {warm['ndcg@10']:.4f} | {warm['exposure@10']:.3f} |"
+                )
+    lines += ["", "| model | train s | epochs | best val NDCG@10 |", "|---|---:|---:|---:|"]
+    for name, row in result["results"].items():
+        if "train" in row:
+            t = row["train"]
+            best = t.get("best_val_ndcg@10")
+            shown = "-" if best is None else f"{best:.4f}"
+            lines.append(f"| {name} | {t['train_seconds']} | {t['epochs']} | {shown} |")
+    return "\n".join(lines) + "\n"
 
 
 def splits_meta(items: pl.DataFrame, ids: list[Any]) -> dict[Any, dict[str, Any]]:

@@ -109,9 +109,15 @@ class ModelConfig(_Strict):
         default=0.5,
         ge=0.0,
         le=1.0,
-        description="Content fusion: the output bias an item added after training gets, as a quantile "
-        "of the trained items' biases (0: the lowest, 1: the highest). Higher puts new items in more "
-        "lists (benchmarks/results/zero_day_ml-1m.md has the curve).",
+        description="Content fusion: where an item added after training scores, as a quantile of the "
+        "trained items (0: the lowest, 1: the highest; see new_item_calibration). Higher puts new "
+        "items in more lists (benchmarks/results/zero_day_ml-1m.md has the curve).",
+    )
+    new_item_calibration: Literal["score", "bias"] = Field(
+        default="score",
+        description="How new_item_exposure places a new item: score = its output bias makes its "
+        "average score over a fixed sample of users the exposure quantile of the trained items' "
+        "average scores; bias = its output bias is the exposure quantile of the trained items' biases.",
     )
 
     @model_validator(mode="after")

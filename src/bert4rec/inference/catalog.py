@@ -132,6 +132,48 @@ def new_item_bias(model: SequenceTransformer, n_trained: int, exposure: float) -
     return float(torch.quantile(trained, exposure)) if len(trained) else 0.0
 
 
+@torch.no_grad()
+def calibrated_biases(
+    model: SequenceTransformer, n_trained: int, exposure: float, hidden: torch.Tensor
+) -> torch.Tensor:
+    """(m,) output biases for the m items after `n_trained` in `model` that give each new item, on
+    average over the sample of users' hidden states `hidden` (U, D), the score of the `exposure`
+    quantile (0..1) of the trained items' average scores. Unlike a bias quantile this accounts for
+    how strongly the text part alone scores: a text vector that every user matches does not flood
+    every list. Each new item keeps its spread over users (who matches it better than whom)."""
+    if not 0.0 <= exposure <= 1.0:
+        raise ValueError(f"new_item_exposure must be between 0 and 1, got {exposure}")
+    weights = model.item_weights().detach().float()  # (n_items + 1, D)
+    mean_hidden = hidden.float().mean(dim=0)  # the mean of a linear score is the score of the mean
+    raw = weights @ mean_hidden  # (n_items + 1,)
+    trained = raw[1 : n_trained + 1] + model.head_bias.detach().float()[1 : n_trained + 1]
+    target = torch.quantile(trained, exposure) if len(trained) else torch.tensor(0.0)
+    return target - raw[n_trained + 1 :]
+
+
+@torch.no_grad()
+def hidden_sample(
+    model: SequenceTransformer, histories: Sequence[np.ndarray], max_len: int, n: int = 512
+) -> torch.Tensor:
+    """(U, D) the model's output hidden states for up to `n` evenly spaced non-empty histories (the
+    users' stored ones): the reference crowd `calibrated_biases` scores new items against."""
+    from bert4rec.data.masking import inference_batch
+
+    nonempty = [h for h in histories if len(h)]
+    if not nonempty:
+        return torch.zeros(1, model.cfg.hidden_size)
+    picked = [nonempty[int(i)] for i in np.linspace(0, len(nonempty) - 1, min(n, len(nonempty)))]
+    mask_idx = None if model.causal else model.n_items + 1
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        seq = inference_batch(picked, max_len, mask_idx).to(device)
+        return model.encode(seq)[:, -1].float().cpu()
+    finally:
+        model.train(was_training)
+
+
 # --------------------------------------------------------------------------------------------- catalogue
 
 

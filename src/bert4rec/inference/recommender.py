@@ -44,7 +44,9 @@ from bert4rec.inference.catalog import (
     CatalogStore,
     ItemCatalog,
     NewItem,
+    calibrated_biases,
     extend_model,
+    hidden_sample,
     new_item_bias,
 )
 from bert4rec.inference.content import CONTENT_FILE, ContentIndex, TextEncoder, item_texts
@@ -115,10 +117,12 @@ class Recommender:
         self.new_item_exposure = (
             bundle.config.model.new_item_exposure if new_item_exposure is None else new_item_exposure
         )
+        self.new_item_calibration = bundle.config.model.new_item_calibration
         self.encoder: TextEncoder | None = None
         self._content_cache: Path | None = None
         self._text_enabled = False
         self._write_lock = threading.Lock()  # one catalogue update at a time
+        self._hidden: torch.Tensor | None = None  # users' hidden states that new items are calibrated on
         self.store = CatalogStore(bundle.path, self.fingerprint) if bundle.path is not None else None
         base = ItemCatalog(bundle.vocab, bundle.items, bundle.display_col, bundle.popularity)
         stored = self.store.load() if catalog and self.store is not None else None
@@ -148,8 +152,9 @@ class Recommender:
         model = self.bundle.model
         if catalog.n_added:
             vectors = torch.from_numpy(np.stack([a.vector for a in catalog.added]).astype(np.float32))
-            bias = new_item_bias(model, catalog.n_trained, self.new_item_exposure)
-            model = extend_model(model, vectors, torch.full((catalog.n_added,), bias))
+            model = extend_model(model, vectors, torch.zeros(catalog.n_added))
+            with torch.no_grad():
+                model.head_bias[catalog.n_trained + 1 :] = self._new_item_biases(model, catalog.n_trained)
         scorer: TransformerScorer | OnnxScorer
         if self.backend == "onnx":
             scorer = OnnxScorer(model, name=self.model_type, threads=self.threads)
@@ -157,6 +162,15 @@ class Recommender:
             scorer = TransformerScorer(model, name=self.model_type)
         content = self._content_index(catalog, model) if self._text_enabled else None
         return ServedState(catalog, model, scorer, ExactIndex(model.item_weights()), content)
+
+    def _new_item_biases(self, model: SequenceTransformer, n_trained: int) -> torch.Tensor:
+        """Output biases of the added items (model.new_item_calibration / new_item_exposure)."""
+        n_added = model.n_items - n_trained
+        if self.new_item_calibration == "bias":
+            return torch.full((n_added,), new_item_bias(model, n_trained, self.new_item_exposure))
+        if self._hidden is None:  # the same users every time: computed once
+            self._hidden = hidden_sample(self.bundle.model, self.bundle.sequences, self.max_len)
+        return calibrated_biases(model, n_trained, self.new_item_exposure, self._hidden)
 
     def _content_index(self, catalog: ItemCatalog, model: SequenceTransformer) -> ContentIndex | None:
         """Text vectors of every item for free-text queries: a fused model's own (stored in the bundle,
@@ -362,12 +376,16 @@ class Recommender:
         self._state = state  # one reference swap: queries see the old or the new version, never a mix
         return catalog.info()
 
-    def set_new_item_exposure(self, exposure: float) -> None:
-        """Serve added items with another output bias quantile (0..1; see `model.new_item_exposure`)."""
+    def set_new_item_exposure(self, exposure: float, calibration: str | None = None) -> None:
+        """Serve added items at another exposure (0..1) and, optionally, calibration ("score" or
+        "bias"); see `model.new_item_exposure` and `model.new_item_calibration`."""
         if not 0.0 <= exposure <= 1.0:
             raise ConfigError(f"new_item_exposure must be between 0 and 1, got {exposure}")
+        if calibration not in (None, "score", "bias"):
+            raise ConfigError(f"new_item_calibration must be 'score' or 'bias', got {calibration!r}")
         with self._write_lock:
             self.new_item_exposure = exposure
+            self.new_item_calibration = calibration or self.new_item_calibration
             self._state = self._build_state(self._state.catalog)
 
     # ------------------------------------------------------------------ the four query types
