@@ -18,7 +18,7 @@ from bert4rec.errors import (
     UnknownIdError,
 )
 from bert4rec.inference import catalog as catalog_module
-from bert4rec.inference.catalog import CATALOG_DIR, NewItem, new_item_bias
+from bert4rec.inference.catalog import CATALOG_DIR, NewItem, hidden_sample, new_item_bias
 from bert4rec.inference.recommender import Recommender
 
 NEW_GENRE = "Genre99"  # no trained item has it: a filter on it leaves the new items only
@@ -58,7 +58,15 @@ def test_new_item_vector_is_its_text_through_the_fusion(rec, minilm):
     expected = model.content.proj(torch.from_numpy(minilm.encode([text]))[0])
     torch.testing.assert_close(model.item_weights()[n + 1], expected)  # no ID part
     assert not model.item_emb.weight[n + 1].any()
-    torch.testing.assert_close(model.head_bias[n + 1].item(), new_item_bias(rec.bundle.model, n, 0.5))
+    # score calibration (the default): on average over the users' sample, the new item scores like
+    # the median trained item
+    hidden = hidden_sample(rec.bundle.model, rec.bundle.sequences, rec.max_len)
+    mean_scores = (hidden @ model.item_weights().T + model.head_bias).mean(0)
+    torch.testing.assert_close(mean_scores[n + 1], mean_scores[1 : n + 1].quantile(0.5), atol=1e-4, rtol=0)
+    rec.set_new_item_exposure(0.5, "bias")
+    torch.testing.assert_close(
+        rec.state.model.head_bias[n + 1].item(), new_item_bias(rec.bundle.model, n, 0.5)
+    )
     # the trained model is untouched; the trained items score as before
     assert rec.bundle.model.n_items == n
     torch.testing.assert_close(model.item_weights()[: n + 1], rec.bundle.model.item_weights())
@@ -255,7 +263,7 @@ def test_exposure_knob_moves_new_items_bias(rec):
     rec.add_item(909, text="a new item")
     n = rec.catalog.n_trained
     biases = rec.bundle.model.head_bias[1 : n + 1]
-    rec.set_new_item_exposure(0.0)
+    rec.set_new_item_exposure(0.0, "bias")
     assert rec.state.model.head_bias[n + 1].item() == pytest.approx(biases.min().item())
     rec.set_new_item_exposure(1.0)
     assert rec.state.model.head_bias[n + 1].item() == pytest.approx(biases.max().item())
