@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 # catalogue-update path (Recommender.add_items), as a real new item would be.
 
 # a new item reaches a top 10 of ~3,400 items only near the top of the trained items' scores
-ZD_KNOBS = {"score": (0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0), "bias": (0.0, 0.5, 1.0)}
+ZD_KNOBS = {"score": (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0), "bias": (0.0, 0.5, 1.0)}
 ZD_RECENT = 10  # history items the content-only baseline averages
 
 

@@ -59,10 +59,11 @@ def test_new_item_vector_is_its_text_through_the_fusion(rec, minilm):
     torch.testing.assert_close(model.item_weights()[n + 1], expected)  # no ID part
     assert not model.item_emb.weight[n + 1].any()
     # score calibration (the default): on average over the users' sample, the new item scores like
-    # the median trained item
+    # the trained item at the new_item_exposure quantile
     hidden = hidden_sample(rec.bundle.model, rec.bundle.sequences, rec.max_len)
     mean_scores = (hidden @ model.item_weights().T + model.head_bias).mean(0)
-    torch.testing.assert_close(mean_scores[n + 1], mean_scores[1 : n + 1].quantile(0.5), atol=1e-4, rtol=0)
+    expected = mean_scores[1 : n + 1].quantile(rec.new_item_exposure)
+    torch.testing.assert_close(mean_scores[n + 1], expected, atol=1e-4, rtol=0)
     rec.set_new_item_exposure(0.5, "bias")
     torch.testing.assert_close(
         rec.state.model.head_bias[n + 1].item(), new_item_bias(rec.bundle.model, n, 0.5)

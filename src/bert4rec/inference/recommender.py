@@ -117,7 +117,7 @@ class Recommender:
         self.new_item_exposure = (
             bundle.config.model.new_item_exposure if new_item_exposure is None else new_item_exposure
         )
-        self.new_item_calibration = bundle.config.model.new_item_calibration
+        self.new_item_calibration: str = bundle.config.model.new_item_calibration
         self.encoder: TextEncoder | None = None
         self._content_cache: Path | None = None
         self._text_enabled = False
