@@ -178,10 +178,18 @@ def test_a_crash_mid_write_leaves_the_previous_catalogue(rec, folder, minilm, mo
 
 def test_an_unreadable_or_foreign_catalogue_file_is_named(rec, folder):
     rec.add_item(906, text="something new")
-    path = folder / CATALOG_DIR / "catalog-000001.safetensors"
-    path.write_bytes(b"not a safetensors file")
-    with pytest.raises(ArtifactError, match="catalog-000001.safetensors: unreadable catalogue file"):
+    rec.retire_items([906])
+    path = folder / CATALOG_DIR / "catalog-000002.safetensors"
+    data = path.read_bytes()
+    # a retired id the model does not know (the file was edited or belongs elsewhere)
+    path.write_bytes(data.replace(b"[906]", b"[999]"))
+    with pytest.raises(ArtifactError, match="catalog-000002.safetensors: does not fit the model"):
         Recommender.load(folder)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ArtifactError, match="catalog-000002.safetensors: unreadable catalogue file"):
+        Recommender.load(folder)
+    path.unlink()  # removing the newest version serves the previous one
+    assert Recommender.load(folder).catalog_info()["version"] == 1
 
 
 def test_concurrent_queries_never_see_half_an_update(rec):

@@ -32,6 +32,7 @@ import torch
 from bert4rec.artifacts import Bundle, load_bundle
 from bert4rec.data.vocab import Vocab
 from bert4rec.errors import (
+    ArtifactError,
     CatalogConflictError,
     CatalogError,
     ConfigError,
@@ -128,15 +129,25 @@ class Recommender:
         stored = self.store.load() if catalog and self.store is not None else None
         if stored is not None:
             version, added, retired = stored
-            base = ItemCatalog(
-                bundle.vocab,
-                bundle.items,
-                bundle.display_col,
-                bundle.popularity,
-                added=added,
-                retired=retired,
-                version=version,
-            )
+            assert self.store is not None
+            where = self.store.path(version)
+            dim = bundle.config.model.content_dim
+            if any(a.vector.shape != (dim,) for a in added) or (added and bundle.model.content is None):
+                raise ArtifactError(f"{where}: its text vectors do not fit this model ({dim}-wide, fused)")
+            try:
+                base = ItemCatalog(
+                    bundle.vocab,
+                    bundle.items,
+                    bundle.display_col,
+                    bundle.popularity,
+                    added=added,
+                    retired=retired,
+                    version=version,
+                )
+            except Exception as err:  # noqa: BLE001 - a stored file is untrusted: any mismatch is named
+                raise ArtifactError(
+                    f"{where}: does not fit the model ({type(err).__name__}: {err})"
+                ) from None
         # built eagerly: a lazy cache would race between the API's worker threads
         self._state = self._build_state(base)
 
