@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         help="zero-day: id_only, fused, fused_p<id dropout>",
     )
     p.add_argument("--train-only", action="store_true", help="zero-day: train (and cache) the variants only")
+    p.add_argument("--note", default="", help="zero-day: a remark for the results header (e.g. machine load)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.zero_day:
@@ -563,6 +564,7 @@ def zero_day_main(args: argparse.Namespace) -> int:
             "encoder": MINILM_NAME,
             "embed_seconds": round(embed_seconds, 1),
             "content_only_recent": ZD_RECENT,
+            "note": args.note,
             "machine": f"{meta_run['platform']}, {meta_run['cpu_count']} CPUs",
             "new_item_ids": splits.new_ids,
         },
@@ -591,7 +593,7 @@ def zero_day_markdown(result: dict[str, Any]) -> str:
         f"{s['warm_users']}. Every model: {s['epochs']} epochs, {s['torch_threads']} torch thread. "
         "exposure@10 = share of top-10 lists holding at least one new item. content_only = MiniLM cosine "
         f"to the mean of the user's last {s['content_only_recent']} items; chance HR@10 ~ {chance:.4f}. "
-        f"Machine: {s['machine']}.",
+        f"Machine: {s['machine']}." + (f" {s['note']}" if s.get("note") else ""),
         "",
         "| model | cold HR@10 | cold NDCG@10 | cold exposure@10 "
         "| warm HR@10 | warm NDCG@10 | warm exposure@10 | all NDCG@10 |",
