@@ -1,5 +1,5 @@
-"""`bert4rec` command line: prepare | train | evaluate | recommend | compare | serve. A thin shell over
-`bert4rec.pipeline`, `bert4rec.inference` and `bert4rec.evaluation`."""
+"""`bert4rec` command line: prepare | train | evaluate | recommend | compare | serve | items. A thin
+shell over `bert4rec.pipeline`, `bert4rec.inference` and `bert4rec.evaluation`."""
 
 from __future__ import annotations
 
@@ -817,6 +817,98 @@ def export_vectors(
     except Bert4RecError as err:
         _fail(err)
     console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}")
+
+
+items_app = typer.Typer(
+    no_args_is_help=True,
+    help="Add or retire items of a trained model without retraining (models trained with item text).",
+)
+app.add_typer(items_app, name="items")
+ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by train.")]
+
+
+def _metadata_values(rec: Any, pairs: list[str]) -> dict[str, Any]:
+    """`field=value` pairs, each value read as the column's type (text stays text; numbers, booleans
+    and lists are parsed as JSON)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise Bert4RecError(f"--meta {pair!r} must look like field=value, e.g. genres=Comedy")
+        name, raw = pair.split("=", 1)
+        dtype = rec.catalog.schema.get(name.strip())
+        text_column = dtype is not None and not (
+            dtype.is_numeric() or str(dtype).startswith(("Boolean", "List"))
+        )
+        if text_column or dtype is None:
+            out[name.strip()] = raw
+            continue
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw  # the catalogue names the expected type
+    return out
+
+
+def _catalog_line(info: dict[str, Any]) -> str:
+    return (
+        f"catalogue version {info['version']}: {info['trained']} trained, {info['added']} added, "
+        f"{info['retired']} retired, {info['active']} recommendable"
+    )
+
+
+@items_app.command("add")
+def items_add(
+    model_dir: ModelDirArg,
+    item_id: Annotated[str, typer.Argument(help="The new item's id (an added item's id updates it).")],
+    text: Annotated[str | None, typer.Option("--text", "-t", help="A description of the item.")] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta", "-m", help="A metadata field: field=value, e.g. title='Heat 2 (2026)' (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """Add an item from its text and metadata (or update an added one); saved beside the model."""
+    from bert4rec.inference.recommender import Recommender
+
+    try:
+        rec = Recommender.load(model_dir)
+        info = rec.add_item(item_id, text=text, metadata=_metadata_values(rec, meta or []))
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"added {item_id}; " + _catalog_line(info))
+
+
+@items_app.command("retire")
+def items_retire(
+    model_dir: ModelDirArg,
+    item_ids: Annotated[list[str], typer.Argument(help="Ids of the items never to recommend again.")],
+) -> None:
+    """Retire items (trained or added): never recommended again; saved beside the model."""
+    from bert4rec.inference.recommender import Recommender
+
+    try:
+        info = Recommender.load(model_dir).retire_items(item_ids)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"retired {', '.join(item_ids)}; " + _catalog_line(info))
+
+
+@items_app.command("show")
+def items_show(model_dir: ModelDirArg) -> None:
+    """The catalogue version and counts, and the items added after training."""
+    from bert4rec.inference.recommender import Recommender
+
+    try:
+        rec = Recommender.load(model_dir)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(_catalog_line(rec.catalog_info()))
+    for added in rec.catalog.added:
+        retired = rec.catalog.retired[rec.vocab.item_idx(added.item_id)]
+        console.print(f"  {added.item_id}{' (retired)' if retired else ''}: {added.embedded_text[:100]}")
 
 
 def main() -> None:  # pragma: no cover

@@ -73,7 +73,12 @@ def is_global_zero() -> bool:
 
 
 def prepare(cfg: ExperimentConfig) -> Prepared:
-    """Load, clean and split the data named by `cfg.data` (timed)."""
+    """Load, clean and split the data named by `cfg.data` (timed). With `model.content_fusion` (on
+    when the data names item text) the text encoder's packages are checked first."""
+    if cfg.model.content_fusion:
+        from bert4rec.inference.content import require_encoder
+
+        require_encoder()  # fail before reading the data, naming the extra to install
     start = time.perf_counter()
     interactions = load_interactions(cfg.data)
     split = build_split(interactions)

@@ -136,7 +136,7 @@ def test_recommender_with_hnsw_matches_exact_on_a_small_catalogue(tiny_artifact)
         "hnsw",
         "hnsw",
     )
-    genre = next(iter(exact.filter._columns["genres"].tokens))
+    genre = next(iter(exact.catalog.filter._columns["genres"].tokens))
     for filters in (None, {"genres": genre}):
         for user in exact.vocab.user_ids[:10]:
             a, b = exact.user_to_item(user, 5, filters), approx.user_to_item(user, 5, filters)

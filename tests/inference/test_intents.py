@@ -33,12 +33,16 @@ def test_model_path_ranks_like_the_plain_scores(bundle):
     """The search path (intent -> index) gives the lists the full-score path gave, filters included."""
     rec = Recommender(bundle, index="exact")
     scorer = TransformerScorer(bundle.model)
-    genre = next(iter(rec.filter._columns["genres"].tokens))
+    genre = next(iter(rec.catalog.filter._columns["genres"].tokens))
     for u, user in enumerate(rec.vocab.user_ids[:15]):
         history = bundle.sequences[u]
         for filters in (None, {"genres": genre}):
             scores = scorer.score(np.array([u]), [history])[0]
-            plain = rec._ranked(scores, history, 5, rec.filter.mask(filters), "model", len(history), 0)
+            state = rec.state
+            plain = rec._ranked(
+                state, scores, exclude=history, k=5, mask=rec._check(state, 5, filters), path="model",
+                history_length=len(history), used_length=0,
+            )  # fmt: skip
             got = rec.user_to_item(user, 5, filters)
             assert [r.item_id for r in got.items] == [r.item_id for r in plain.items]
             np.testing.assert_allclose(

@@ -54,7 +54,7 @@ def test_retrieval_with_exported_vectors_gives_the_servers_top_k(exported, tiny_
     from bert4rec.inference.recommender import Recommender
 
     rec = Recommender.load(tiny_artifact)
-    genre = "Comedy" if "comedy" in rec.filter._columns["genres"].tokens else None
+    genre = "Comedy" if "comedy" in rec.catalog.filter._columns["genres"].tokens else None
     client = TestClient(create_app(rec))
     users, items = rec.vocab.user_ids, rec.vocab.item_ids
     queries = [

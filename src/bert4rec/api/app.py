@@ -54,8 +54,9 @@ def create_app(
     """Build the API around a Recommender, or load one from a model folder.
 
     `model=None` takes `BERT4REC_MODEL` from the environment; `text_cold_start` (default
-    `BERT4REC_TEXT_COLD_START`, off) loads MiniLM and the item text vectors now, so a broken setup
-    fails at startup rather than on the first request. Raises ArtifactError for a missing,
+    `BERT4REC_TEXT_COLD_START`, else on exactly when the bundle stores item text vectors) loads
+    MiniLM and the item text vectors now, so a broken setup fails at startup rather than on the
+    first request. Raises ArtifactError for a missing,
     corrupted or inconsistent model folder.
     `jobs` (a JobStore or its folder; default `BERT4REC_JOBS_DIR`) adds the training-job routes
     (/jobs, POST /model); without it they do not exist.
@@ -81,7 +82,9 @@ def create_app(
             **options,
         )
     if text_cold_start is None:
-        text_cold_start = settings.text_cold_start
+        # a bundle with item text vectors (content fusion) serves text queries and new items: its
+        # encoder loads now, so a missing `serve` extra fails at startup, not on the first request
+        text_cold_start = settings.text_cold_start or recommender.has_text_vectors
     if text_cold_start and recommender.content is None:
         recommender.enable_content()
 

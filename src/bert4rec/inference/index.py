@@ -50,8 +50,11 @@ class SearchResult:
 class VectorIndex(Protocol):
     """What the Recommender needs from an item index."""
 
-    kind: str
-    metric: str
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def metric(self) -> str: ...
 
     @property
     def dim(self) -> int: ...
