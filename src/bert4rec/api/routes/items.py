@@ -73,7 +73,9 @@ _UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.put("/{item_id:path}", status_code=201, responses={200: {"model": ItemChangeResponse}, **_UPDATE_ERRORS})
+@router.put(
+    "/{item_id:path}", status_code=201, responses={200: {"model": ItemChangeResponse}, **_UPDATE_ERRORS}
+)
 def put_item(
     item_id: ItemIdPath, body: ItemUpsertRequest, rec: RecommenderDep, response: Response
 ) -> ItemChangeResponse:
