@@ -196,7 +196,7 @@ async def big_bodies(url: str, clients: int, seconds: float) -> dict[str, Any]:
     a 40 MB one (refused 413 by its Content-Length), while the probe measures /health."""
     import httpx
 
-    parsed = json.dumps({"query_type": "sequential", "item_ids": list(range(130_000))}).encode()  # < 1 MiB
+    parsed = json.dumps({"query_type": "sequential", "session_items": list(range(130_000))}).encode()  # < 1 MiB
     huge = b"[" + b"1," * 20_000_000 + b"1]"
     statuses: dict[str, int] = {}
     times: dict[str, list[float]] = {}
