@@ -29,15 +29,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, RandomSampler
 
 from bert4rec.config import ExperimentConfig
-from bert4rec.data.masking import (
-    BertCollator,
-    ClozeConfig,
-    LengthBucketSampler,
-    NextItemCollator,
-    WindowDataset,
-)
+from bert4rec.data.collate import BertCollator, NextItemCollator
+from bert4rec.data.masking import ClozeConfig
+from bert4rec.data.samplers import LengthBucketSampler
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
+from bert4rec.data.windows import WindowDataset
 from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
