@@ -14,15 +14,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from bert4rec.errors import Bert4RecError
+from bert4rec.io import atomic_write_text
 
 VAL = "val_ndcg@10"
 LOSS = "train_loss_epoch"
@@ -492,13 +491,5 @@ def write_report(
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     html = render_report(run_dir, benchmarks, n_users, k)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, html, mode=0o644)  # readable by all: a report is meant to be shared
     return out
