@@ -6,14 +6,13 @@ so every value a run used is visible in its saved config.
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ConfigError, closest_name
 
 
 class _Strict(BaseModel):
@@ -447,10 +446,10 @@ def closest_field_hint(loc: tuple[Any, ...]) -> str:
     model = _section_model(loc)
     if model is None or not loc:
         return ""
-    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    if not match:
+    match = closest_name(str(loc[-1]), model.model_fields)
+    if match is None:
         return ""
-    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match[0]]) + "?"
+    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match]) + "?"
 
 
 def build_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class Bert4RecError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -56,3 +59,10 @@ class FilterError(QueryError):
 
 class ContentUnavailableError(Bert4RecError, RuntimeError):
     """Text cold start was asked for but is not enabled, or its optional dependencies are missing."""
+
+
+def closest_name(name: str, choices: Iterable[str]) -> str | None:
+    """The valid name in `choices` closest to a mistyped `name` (difflib, cutoff 0.6), or None when
+    nothing is close: the "did you mean ...?" of config and payload errors."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None

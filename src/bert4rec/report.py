@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from bert4rec.errors import Bert4RecError
+from bert4rec.evaluation.long_tail import BUCKETS
 from bert4rec.io import atomic_write_text
 
 VAL = "val_ndcg@10"
 LOSS = "train_loss_epoch"
-BUCKETS = ("head", "mid", "tail")
 MODEL_ORDER = ("bert4rec", "sasrec", "popularity", "item_knn", "mf")  # others after these, by name
 # (section, metric, label): the three ranking protocols, never mixed up in one column group
 METRIC_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
