@@ -23,8 +23,8 @@ from typing import Any
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.long_tail import BUCKETS
 from bert4rec.io import atomic_write_text
+from bert4rec.run_logs import VAL_METRIC, read_history
 
-VAL = "val_ndcg@10"
 LOSS = "train_loss_epoch"
 MODEL_ORDER = ("bert4rec", "sasrec", "popularity", "item_knn", "mf")  # others after these, by name
 # (section, metric, label): the three ranking protocols, never mixed up in one column group
@@ -110,8 +110,6 @@ def model_history(record: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]
     history = record.get("history") or []
     logs = Path(run_dir) / str(record["model"]) / "logs"
     if not history and (logs / "metrics.csv").exists():
-        from bert4rec.training.fit import read_history
-
         history = read_history(logs)
     return [h for h in history if isinstance(h, dict)]
 
@@ -147,25 +145,32 @@ def curves_png(histories: dict[str, list[dict[str, Any]]], colors: dict[str, str
     for i, (model, rows) in enumerate(histories.items()):
         color = (colors or {}).get(model, f"C{i}")
         loss = [r for r in rows if r.get(LOSS) is not None]
-        val = [r for r in rows if r.get(VAL) is not None]
+        val = [r for r in rows if r.get(VAL_METRIC) is not None]
         axes[0].plot(
             [r["epoch"] for r in loss], [r[LOSS] for r in loss], marker="o", ms=3, color=color, label=model
         )
         axes[1].plot(
-            [r["epoch"] for r in val], [r[VAL] for r in val], marker="o", ms=3, color=color, label=model
+            [r["epoch"] for r in val],
+            [r[VAL_METRIC] for r in val],
+            marker="o",
+            ms=3,
+            color=color,
+            label=model,
         )
         timed = [r for r in val if r.get("elapsed_s") is not None]
         axes[2].plot(
             [r["elapsed_s"] / per for r in timed],
-            [r[VAL] for r in timed],
+            [r[VAL_METRIC] for r in timed],
             marker="o",
             ms=3,
             color=color,
             label=model,
         )
         if val:
-            best = max(val, key=lambda r: r[VAL])
-            axes[1].scatter([best["epoch"]], [best[VAL]], s=60, facecolors="none", edgecolors=color, zorder=3)
+            best = max(val, key=lambda r: r[VAL_METRIC])
+            axes[1].scatter(
+                [best["epoch"]], [best[VAL_METRIC]], s=60, facecolors="none", edgecolors=color, zorder=3
+            )
     titles = ("training loss (epoch mean)", "validation NDCG@10 (full ranking)", "validation NDCG@10 vs time")
     xlabels = ("epoch", "epoch", f"training wall-clock {unit}")
     for ax, title, xlabel in zip(axes, titles, xlabels, strict=True):

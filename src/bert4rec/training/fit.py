@@ -21,7 +21,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import polars as pl
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -42,6 +41,7 @@ from bert4rec.models import build_transformer
 from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.resources import check_training_memory
+from bert4rec.run_logs import read_history
 from bert4rec.training.module import VAL_METRIC, SequenceModule
 
 log = logging.getLogger(__name__)
@@ -479,33 +479,3 @@ def _log_version(logs_dir: Path, ckpt_path: str | None) -> str:
             shutil.rmtree(folder)
         return ""
     return f"resume-{len(resumed) + 1}"
-
-
-def read_history(logs_dir: Path) -> list[dict[str, Any]]:
-    """Per-epoch rows (epoch, elapsed_s, val_ndcg@10, train_loss_epoch) from the CSV logger's files:
-    `logs_dir/metrics.csv` then `logs_dir/resume-N/metrics.csv`; a later file wins for an epoch."""
-    files = [logs_dir / "metrics.csv"] + [
-        p / "metrics.csv" for p in sorted(logs_dir.glob("resume-*"), key=lambda p: int(p.name.split("-")[1]))
-    ]
-    rows_by_epoch: dict[int, dict[str, Any]] = {}
-    for file in files:
-        for row in _read_metrics(file):
-            rows_by_epoch[int(row["epoch"])] = row
-    return [rows_by_epoch[e] for e in sorted(rows_by_epoch)]
-
-
-def _read_metrics(metrics_csv: Path) -> list[dict[str, Any]]:
-    if not metrics_csv.exists():
-        return []
-    frame = pl.read_csv(metrics_csv)
-    if VAL_METRIC not in frame.columns:
-        return []
-    cols = [c for c in ("epoch", "elapsed_s", VAL_METRIC, "train_loss_epoch") if c in frame.columns]
-    rows = frame.filter(pl.col(VAL_METRIC).is_not_null()).select(cols)
-    if "train_loss_epoch" in frame.columns:
-        losses = frame.filter(pl.col("train_loss_epoch").is_not_null()).select("epoch", "train_loss_epoch")
-        rows = rows.drop("train_loss_epoch").join(losses, on="epoch", how="left")
-    return [
-        {k: (round(v, 5) if isinstance(v, float) and not math.isnan(v) else v) for k, v in r.items()}
-        for r in rows.to_dicts()
-    ]
