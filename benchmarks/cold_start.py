@@ -58,7 +58,7 @@ import torch
 from bert4rec.artifacts import save_bundle
 from bert4rec.config import ExperimentConfig, build_config, deep_merge, option_overrides
 from bert4rec.data.cold_start import choose_cold_items, cold_users, hold_out_items
-from bert4rec.data.masking import inference_batch
+from bert4rec.data.collate import inference_batch
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.vocab import Vocab
 from bert4rec.evaluation.evaluator import Evaluator

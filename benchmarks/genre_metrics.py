@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from bert4rec.config import build_config, deep_merge, option_overrides
-from bert4rec.evaluation.results import _json_default, atomic_write_text, markdown_table
+from bert4rec.evaluation.results import _json_default, markdown_table
+from bert4rec.io import atomic_write_text
 from bert4rec.pipeline import ALL_MODELS, prepare, train_and_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "genre-metrics"

@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    from bert4rec.evaluation.results import atomic_write_text
+    from bert4rec.io import atomic_write_text
 
     atomic_write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2))
     report = markdown(record)

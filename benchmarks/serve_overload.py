@@ -196,7 +196,9 @@ async def big_bodies(url: str, clients: int, seconds: float) -> dict[str, Any]:
     a 40 MB one (refused 413 by its Content-Length), while the probe measures /health."""
     import httpx
 
-    parsed = json.dumps({"query_type": "sequential", "session_items": list(range(130_000))}).encode()  # < 1 MiB
+    parsed = json.dumps(
+        {"query_type": "sequential", "session_items": list(range(130_000))}
+    ).encode()  # < 1 MiB
     huge = b"[" + b"1," * 20_000_000 + b"1]"
     statuses: dict[str, int] = {}
     times: dict[str, list[float]] = {}
@@ -428,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    from bert4rec.evaluation.results import atomic_write_text
+    from bert4rec.io import atomic_write_text
 
     atomic_write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2))
     report = markdown(record)

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    from bert4rec.evaluation.results import atomic_write_text
+    from bert4rec.io import atomic_write_text
 
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2))

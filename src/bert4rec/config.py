@@ -6,14 +6,13 @@ so every value a run used is visible in its saved config.
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ConfigError, closest_name
 
 
 class _Strict(BaseModel):
@@ -339,28 +338,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ml-1m": {
         "data": {"dataset": "ml-1m"},
         "model": {"max_len": 200, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.1},
-        # validation NDCG@10 is noisy (+-0.005 on 6,040 users) and BERT4Rec improves in steps: patience 10
+        # patience 10: validation NDCG@10 is noisy and BERT4Rec improves in steps
         "train": {"mask_prob": 0.2, "batch_size": 128, "lr": 1e-3, "epochs": 100, "patience": 10},
-        # BERT4Rec sits on a plateau near popularity until it learns to use neighbouring positions; a
-        # higher learning rate (with warmup and grad clipping) gets it off sooner on ML-1M
-        # Measured on this repo's 2-core CPU (benchmarks/results/ml-1m-headline/ml-1m-40min.md):
-        # BERT4Rec with 50-item windows reaches full NDCG@10 0.1625 in 31 min (200 items: 0.1255 in
-        # 25 min).
-        # SASRec keeps the full softmax (every position is a target, so it learns much more per epoch
-        # than with a 512-negative sampled softmax) at lr 2e-3; the chunked loss makes it affordable.
-        # Length buckets with the per-batch mean loss upweight short windows; weighting every position
-        # alike (or dropping the buckets) scored a little higher in 30 min: test NDCG@10 0.1724
-        # (position weighting) / 0.1698 (no buckets) / 0.1666 (neither), best validation 0.1693 /
-        # 0.1704 / 0.1688, one run each (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min*.md).
-        # Position weighting keeps the buckets' speed (125 against 98 windows/s).
-        # SASRec is short of capacity at width 64, not short of regularisation: in 30 min, dropout
-        # 0.2 scored 0.1692 and a narrower model (1 head, feed-forward 64) 0.1604, while width 128
-        # reached 0.1800 (best validation 0.1808; 0.1793 with a 60-min budget) despite 0.6x the windows/s
-        # (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min-h128.md)
-        # Batches of 64 windows: the same windows/s, twice the optimizer steps (only ~1,100 steps of
-        # 128 fit in 30 min). Test NDCG@10 0.1818 / 0.1803 for seeds 42 / 43, against 0.1800 / 0.1767
-        # with 128; batches of 32 learned faster early but levelled off lower (0.1757)
-        # (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min-h128-batch*.md)
+        # per-model settings that measured best on a 2-core CPU (docs/data.md: why the presets ...)
         "per_model": {
             "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3}},
             "sasrec": {
@@ -397,16 +377,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "min_item_interactions": 1,  # the paper keeps all 54,542 items
         },
         "model": {"max_len": 50, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.3},
-        # 54,542 items: BERT4Rec needs many epochs, and a 1,024-negative sampled softmax
-        # (logQ-corrected) makes one ~6x cheaper than the full one. SASRec overfits within a few
-        # epochs either way and generalises better with the (chunked) full softmax: test NDCG@10
-        # 0.0279 against 0.0251 (benchmarks/results/beauty/beauty-sasrec-full.md, beauty-25min.md).
-        # Validation on a fixed 10,000 of the 40,226 users keeps the per-epoch full-ranking check
-        # from costing more than the epoch
-        # BERT4Rec's best run kept the default 50 epochs: its cosine schedule decayed fully by epoch
-        # 50 (20 min on 2 threads), test NDCG@10 0.0147. With 400 epochs and a 60-min schedule the
-        # learning rate was still high when patience 10 stopped it at 35 min: 0.0136
-        # (benchmarks/results/beauty/beauty-bert4rec-60min.md)
+        # 54,542 items: a sampled softmax and a fixed validation subset keep epochs affordable;
+        # measurements behind these settings: docs/data.md: why the presets are set this way
         "train": {
             "mask_prob": 0.6,
             "batch_size": 256,
@@ -416,9 +388,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "n_negatives_train": 1024,
             "limit_val_users": 10000,
         },
-        # Weighting every position alike (as on ML-1M) lifted SASRec from 0.0279 to 0.0343 test
-        # NDCG@10 in 25 min, above the published SASRec+ 0.0327 (beauty-sasrec-position-weighting.md),
-        # and BERT4Rec from 0.0147 to 0.0173 (beauty-bert4rec-position-weighting.md)
         "per_model": {
             "bert4rec": {"train": {"lr": 4e-3, "loss_weighting": "position"}},
             "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},
@@ -427,8 +396,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {  # generated data, trains in seconds
         "data": {"dataset": "generated"},
         "model": {"max_len": 30, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1},
-        # BERT4Rec sits on a plateau until it learns to attend to neighbouring positions; a high
-        # learning rate gets it there in a few hundred steps
+        # a high learning rate gets BERT4Rec off its early plateau within a few hundred steps
         "train": {"epochs": 30, "batch_size": 64, "lr": 1e-2, "warmup_steps": 20, "patience": 8},
     },
 }
@@ -484,10 +452,10 @@ def closest_field_hint(loc: tuple[Any, ...]) -> str:
     model = _section_model(loc)
     if model is None or not loc:
         return ""
-    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    if not match:
+    match = closest_name(str(loc[-1]), model.model_fields)
+    if match is None:
         return ""
-    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match[0]]) + "?"
+    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match]) + "?"
 
 
 def build_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class Bert4RecError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -77,3 +80,10 @@ class CatalogConflictError(CatalogError):
 
 class CatalogWriteError(Bert4RecError, OSError):
     """A catalogue update could not be saved beside the bundle; the previous catalogue stays."""
+
+
+def closest_name(name: str, choices: Iterable[str]) -> str | None:
+    """The valid name in `choices` closest to a mistyped `name` (difflib, cutoff 0.6), or None when
+    nothing is close: the "did you mean ...?" of config and payload errors."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None

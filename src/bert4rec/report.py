@@ -14,19 +14,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from bert4rec.errors import Bert4RecError
+from bert4rec.evaluation.long_tail import BUCKETS
+from bert4rec.io import atomic_write_text
+from bert4rec.run_logs import VAL_METRIC, read_history
 
-VAL = "val_ndcg@10"
 LOSS = "train_loss_epoch"
-BUCKETS = ("head", "mid", "tail")
 MODEL_ORDER = ("bert4rec", "sasrec", "popularity", "item_knn", "mf")  # others after these, by name
 # (section, metric, label): the three ranking protocols, never mixed up in one column group
 METRIC_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
@@ -111,8 +110,6 @@ def model_history(record: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]
     history = record.get("history") or []
     logs = Path(run_dir) / str(record["model"]) / "logs"
     if not history and (logs / "metrics.csv").exists():
-        from bert4rec.training.fit import read_history
-
         history = read_history(logs)
     return [h for h in history if isinstance(h, dict)]
 
@@ -148,25 +145,32 @@ def curves_png(histories: dict[str, list[dict[str, Any]]], colors: dict[str, str
     for i, (model, rows) in enumerate(histories.items()):
         color = (colors or {}).get(model, f"C{i}")
         loss = [r for r in rows if r.get(LOSS) is not None]
-        val = [r for r in rows if r.get(VAL) is not None]
+        val = [r for r in rows if r.get(VAL_METRIC) is not None]
         axes[0].plot(
             [r["epoch"] for r in loss], [r[LOSS] for r in loss], marker="o", ms=3, color=color, label=model
         )
         axes[1].plot(
-            [r["epoch"] for r in val], [r[VAL] for r in val], marker="o", ms=3, color=color, label=model
+            [r["epoch"] for r in val],
+            [r[VAL_METRIC] for r in val],
+            marker="o",
+            ms=3,
+            color=color,
+            label=model,
         )
         timed = [r for r in val if r.get("elapsed_s") is not None]
         axes[2].plot(
             [r["elapsed_s"] / per for r in timed],
-            [r[VAL] for r in timed],
+            [r[VAL_METRIC] for r in timed],
             marker="o",
             ms=3,
             color=color,
             label=model,
         )
         if val:
-            best = max(val, key=lambda r: r[VAL])
-            axes[1].scatter([best["epoch"]], [best[VAL]], s=60, facecolors="none", edgecolors=color, zorder=3)
+            best = max(val, key=lambda r: r[VAL_METRIC])
+            axes[1].scatter(
+                [best["epoch"]], [best[VAL_METRIC]], s=60, facecolors="none", edgecolors=color, zorder=3
+            )
     titles = ("training loss (epoch mean)", "validation NDCG@10 (full ranking)", "validation NDCG@10 vs time")
     xlabels = ("epoch", "epoch", f"training wall-clock {unit}")
     for ax, title, xlabel in zip(axes, titles, xlabels, strict=True):
@@ -492,13 +496,5 @@ def write_report(
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     html = render_report(run_dir, benchmarks, n_users, k)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, html, mode=0o644)  # readable by all: a report is meant to be shared
     return out

@@ -157,7 +157,7 @@ def hidden_sample(
 ) -> torch.Tensor:
     """(U, D) the model's output hidden states for up to `n` evenly spaced non-empty histories (the
     users' stored ones): the reference crowd `calibrated_biases` scores new items against."""
-    from bert4rec.data.masking import inference_batch
+    from bert4rec.data.collate import inference_batch
 
     nonempty = [h for h in histories if len(h)]
     if not nonempty:

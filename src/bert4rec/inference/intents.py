@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from bert4rec.data.masking import inference_batch
+from bert4rec.data.collate import inference_batch
 from bert4rec.models.transformer import SequenceTransformer
 
 log = logging.getLogger(__name__)
