@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bert4rec.config import build_config, deep_merge, option_overrides, parse_overrides
-from bert4rec.evaluation.results import atomic_write_text, markdown_table, write_records
+from bert4rec.evaluation.results import markdown_table, write_records
+from bert4rec.io import atomic_write_text
 from bert4rec.pipeline import prepare, train_and_evaluate
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)

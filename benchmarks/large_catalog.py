@@ -257,7 +257,8 @@ def main() -> None:
                 row = {"n_items": n_items, "loss": loss, "error": f"timeout after {args.timeout:.0f} s"}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    from bert4rec.evaluation.results import atomic_write_text, run_metadata
+    from bert4rec.evaluation.results import run_metadata
+    from bert4rec.io import atomic_write_text
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings = {k: v for k, v in settings.items() if k not in ("worker", "n_items", "loss")}

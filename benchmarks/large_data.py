@@ -47,6 +47,8 @@ def generate_ratings_csv(
     within a user except for a few exact ties) via a temp file and a rename. Returns its stats."""
     import polars as pl
 
+    from bert4rec.io import atomic_path
+
     rng = np.random.default_rng(seed)
     # history lengths: lognormal like MovieLens (median ~70, long tail), at least 20 as in ML's export
     if n_rows < 20 * n_users:
@@ -64,9 +66,8 @@ def generate_ratings_csv(
     ts = ts - np.repeat(ts[bounds[:-1]], lengths) + np.repeat(starts, lengths)
     ratings = rng.integers(1, 11, n_rows) / 2.0
     frame = pl.DataFrame({"userId": users, "movieId": items, "rating": ratings, "timestamp": ts})
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_csv(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, mode=0o644) as tmp:
+        frame.write_csv(tmp)
     return {"rows": n_rows, "users": n_users, "items": n_items, "bytes": path.stat().st_size}
 
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         _measure(*args.measure)
         return 0
 
-    from bert4rec.evaluation.results import atomic_write_text
+    from bert4rec.io import atomic_write_text
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     csv = args.workdir / "ratings.csv"

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from bert4rec.artifacts import load_bundle
-from bert4rec.data.masking import inference_batch
-from bert4rec.evaluation.results import atomic_write_text
+from bert4rec.data.collate import inference_batch
+from bert4rec.io import atomic_write_text
 from bert4rec.models.transformer import SequenceTransformer
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)

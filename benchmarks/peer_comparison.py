@@ -57,12 +57,12 @@ from bert4rec.data.interactions import Interactions
 from bert4rec.data.sequences import SequenceSplit, build_split
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.results import (
-    atomic_write_text,
     make_record,
     markdown_table,
     run_metadata,
     write_records,
 )
+from bert4rec.io import atomic_write_text
 from bert4rec.pipeline import Prepared, dataset_name
 
 log = logging.getLogger("peer_comparison")

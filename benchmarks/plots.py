@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bert4rec.io import atomic_path
+
 
 def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib
@@ -30,11 +32,12 @@ def plot_curves(ax: Any, series: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=90)
-    _pyplot().close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path, mode=0o644) as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        _pyplot().close(fig)
 
 
 def time_to_quality_png(series: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:

@@ -1,44 +1,53 @@
-"""Benchmark: serving latency of each query type, in-process and over HTTP, plus a sustained load.
+"""Benchmark: serving throughput and latency per query type, in-process and over HTTP under load.
 
-1. in-process: `Recommender` calls, one at a time (p50 / p99 / mean per query type);
-2. HTTP: `bert4rec serve` in a subprocess on loopback, an httpx client in another process, one
-   request at a time per query type (keep-alive);
-3. sustained load: `--concurrency` client threads sending a mix of all four query types until
-   `--load-seconds` or `--load-requests` runs out; reports throughput, errors and latency.
+1. in-process: `Recommender` calls one at a time, per query type (p50 / p99 / mean), with the user
+   intents precomputed (the served path) and without (the plain path, one model call per query);
+2. HTTP load: `bert4rec serve` in a subprocess on loopback (`--workers`, `--index`, `--backend`), and
+   a load generator in another process: an asyncio client holding `--concurrency` keep-alive
+   connections, each sending its next request as soon as the previous answer is read (closed loop,
+   like wrk), for `--load-seconds`. The requests follow the issue's mix: 30% user_to_item,
+   20% contextual, 30% sequential (sessions of 1-50 items), 20% item_to_item. Reported per run:
+   requests per second, errors, latency p50 / p99 overall and per query type, server CPU seconds per
+   request (all server processes, from /proc), the load generator's own CPU, and each server
+   process's RSS and PSS (PSS splits shared pages between the processes that map them).
 
-Queries are drawn with a fixed seed from the model's own users, items and stored sequences (sessions
-are the last 1..max_history items of a user). Nothing is trained here: point it at a saved model.
-Writes `<out>/<name>.json` and `<out>/<name>.md`.
+Queries are drawn with a fixed seed from the model's own users, items and stored sequences. Nothing
+is trained here: point it at a saved model. Writes `<out>/<name>.json` and `<out>/<name>.md`.
 
-    python benchmarks/serve_latency.py --model runs/ml1m/bert4rec/model
+    python benchmarks/serve_latency.py --model runs/ml1m/bert4rec/model --workers 1 2 --concurrency 8 32
     python benchmarks/serve_latency.py --model runs/tiny/bert4rec/model --requests 20 --load-seconds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import random
+import resource
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
 RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 QUERY_TYPES = ("item_to_item", "user_to_item", "contextual", "sequential")
+MIX = {"user_to_item": 0.3, "contextual": 0.2, "sequential": 0.3, "item_to_item": 0.2}
+MAX_SESSION = 50
 
 
 # ---------------------------------------------------------------- queries
 def make_queries(rec: Any, n: int, k: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """`n` API request bodies per query type, drawn from the model's users, items and sequences."""
+    """`n` API request bodies per query type, drawn from the model's users, items and sequences
+    (sessions: the last 1..50 items of a user's history)."""
     rng = random.Random(seed)
     items, users = list(rec.vocab.item_ids), list(rec.vocab.user_ids)
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in QUERY_TYPES}
@@ -50,9 +59,9 @@ def make_queries(rec: Any, n: int, k: int, seed: int) -> dict[str, list[dict[str
         out["contextual"].append(
             {"query_type": "contextual", "user_id": user, "item_id": rng.choice(items), "top_k": k}
         )
-        length = rng.randint(1, min(len(history), rec.max_history)) if history else 1
+        length = rng.randint(1, min(len(history), MAX_SESSION)) if history else 1
         session = history[-length:] if history else [rng.choice(items)]
-        out["sequential"].append({"query_type": "sequential", "item_ids": session, "top_k": k})
+        out["sequential"].append({"query_type": "sequential", "session_items": session, "top_k": k})
     return out
 
 
@@ -65,11 +74,11 @@ def call_recommender(rec: Any, q: dict[str, Any]) -> Any:
         return rec.user_to_item(q["user_id"], k=k)
     if kind == "contextual":
         return rec.contextual(q["user_id"], q["item_id"], k=k)
-    return rec.sequential(q["item_ids"], k=k)
+    return rec.sequential(q["session_items"], k=k)
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:
-    """p50 / p99 / mean / max in milliseconds."""
+    """n, p50 / p99 / mean / max in milliseconds."""
     ms = sorted(x * 1000 for x in latencies_s)
     if not ms:
         return {"n": 0}
@@ -100,102 +109,164 @@ def bench_in_process(rec: Any, queries: dict[str, list[dict[str, Any]]], warmup:
     return out
 
 
-# ---------------------------------------------------------------- HTTP client (runs in its own process)
-def run_client(spec_path: Path, result_path: Path) -> None:
-    import httpx
-
-    spec = json.loads(spec_path.read_text())
-    url, queries, warmup = spec["url"], spec["queries"], spec["warmup"]
-    result: dict[str, Any] = {"sequential_requests": {}, "errors": {}}
-    with httpx.Client(base_url=url, timeout=30.0) as client:
-        for kind, qs in queries.items():
-            for q in qs[:warmup]:
-                client.post("/recommend", json=q)
-            times, errors = [], 0
-            for q in qs[warmup:]:
-                start = time.perf_counter()
-                r = client.post("/recommend", json=q)
-                times.append(time.perf_counter() - start)
-                errors += r.status_code != 200
-            result["sequential_requests"][kind] = {**summary(times), "errors": errors}
-    result["load"] = run_load(url, queries, spec["concurrency"], spec["load_seconds"], spec["load_requests"])
-    result_path.write_text(json.dumps(result))
+# ---------------------------------------------------------------- load generator (its own process)
+def request_bytes(body: dict[str, Any]) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (
+        "POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
 
 
-def run_load(
-    url: str, queries: dict[str, list[dict[str, Any]]], concurrency: int, seconds: float, max_requests: int
-) -> dict[str, Any]:
-    """`concurrency` threads, each with its own keep-alive connection, until time or budget runs out."""
-    import httpx
+async def _connection(
+    host: str, port: int, mix: list[tuple[str, bytes]], offset: int, stride: int, deadline: float, out: Any
+) -> None:
+    """One keep-alive connection: send, read the whole answer, record, repeat until the deadline."""
+    reader = writer = None
+    i = offset
+    while time.perf_counter() < deadline:
+        kind, req = mix[i % len(mix)]
+        i += stride
+        start = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            assert reader is not None
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head[9:12].decode()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+            status = type(err).__name__
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+        out.append((kind, status, time.perf_counter() - start))
+    if writer is not None:
+        writer.close()
 
-    mix = [q for qs in zip(*queries.values(), strict=False) for q in qs]  # round-robin over query types
-    lock = threading.Lock()
-    state = {"sent": 0}
-    times: list[float] = []
+
+def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """Closed-loop load: `concurrency` connections for `seconds`; per-type latency and status counts."""
+    mix = [(kind, request_bytes(body)) for kind, body in spec["mix"]]
+    concurrency, seconds = spec["concurrency"], spec["seconds"]
+    records: list[tuple[str, str, float]] = []
+
+    async def main() -> float:
+        # warm-up: every connection opened and a few requests answered before timing starts
+        warm: list[tuple[str, str, float]] = []
+        until = time.perf_counter() + spec["warmup_seconds"]
+        await asyncio.gather(
+            *(
+                _connection(spec["host"], spec["port"], mix, c, concurrency, until, warm)
+                for c in range(concurrency)
+            )
+        )
+        start = time.perf_counter()
+        deadline = start + seconds
+        await asyncio.gather(
+            *(
+                _connection(spec["host"], spec["port"], mix, c + 7919, concurrency, deadline, records)
+                for c in range(concurrency)
+            )
+        )
+        return time.perf_counter() - start
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    wall = asyncio.run(main())
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     statuses: dict[str, int] = {}
-    failures: list[str] = []
-    deadline = time.perf_counter() + seconds
-
-    def worker(offset: int) -> None:
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            i = offset
-            while time.perf_counter() < deadline:
-                with lock:
-                    if state["sent"] >= max_requests:
-                        return
-                    state["sent"] += 1
-                q = mix[i % len(mix)]
-                i += concurrency
-                start = time.perf_counter()
-                try:
-                    r = client.post("/recommend", json=q)
-                    code = str(r.status_code)
-                except httpx.HTTPError as err:
-                    code = type(err).__name__
-                    with lock:
-                        failures.append(f"{code}: {err}")
-                elapsed = time.perf_counter() - start
-                with lock:
-                    times.append(elapsed)
-                    statuses[code] = statuses.get(code, 0) + 1
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    errors = sum(n for code, n in statuses.items() if code != "200")
+    for _, status, _ in records:
+        statuses[status] = statuses.get(status, 0) + 1
+    errors = sum(n for status, n in statuses.items() if status != "200")
+    client_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "concurrency": concurrency,
-        "seconds_limit": seconds,
-        "requests_limit": max_requests,
         "wall_s": round(wall, 3),
-        "requests": len(times),
-        "throughput_rps": round(len(times) / wall, 1) if wall else 0.0,
+        "requests": len(records),
+        "throughput_rps": round(len(records) / wall, 1) if wall else 0.0,
         "errors": errors,
         "status_counts": statuses,
-        "first_failures": failures[:5],
-        "latency": summary(times),
+        "latency": summary([t for _, _, t in records]),
+        "by_type": {kind: summary([t for k, _, t in records if k == kind]) for kind in QUERY_TYPES},
+        "client_cpu_s": round(client_cpu, 2),
     }
 
 
-# ---------------------------------------------------------------- server (subprocess)
+# ---------------------------------------------------------------- server processes (/proc)
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (uvicorn's workers, multiprocessing helpers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, frontier = [pid], [pid]
+    while frontier:
+        frontier = [c for c, p in parents.items() if p in frontier]
+        out += frontier
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes (0 for one that has gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def memory(pid: int) -> dict[str, Any]:
+    """RSS and PSS in MiB, and the command line, of one process."""
+    out: dict[str, Any] = {"pid": pid}
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        out["cmd"] = cmd.strip()[:120]
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("Rss", "Pss"):
+                out[f"{key.lower()}_mb"] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
 def start_server(
-    model: Path, port: int, text_cold_start: bool, torch_threads: int, timeout: float
+    model: Path,
+    port: int,
+    *,
+    text_cold_start: bool,
+    torch_threads: int,
+    timeout: float,
+    workers: int = 1,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
+    """`bert4rec serve` in a subprocess (more `serve` options in `extra_args`), once /health answers
+    (with several workers: once all of them run)."""
     import httpx
 
     cmd = [sys.executable, "-m", "bert4rec.cli", "serve", "--model", str(model), "--port", str(port)]
     cmd += ["--log-level", "warning", "--text-cold-start" if text_cold_start else "--no-text-cold-start"]
-    cmd += ["--torch-threads", str(torch_threads)]
+    cmd += ["--torch-threads", str(torch_threads), "--workers", str(workers), *extra_args]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,7 +275,11 @@ def start_server(
             raise RuntimeError(f"the server exited with code {server.returncode}:\n{output}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
-                return server
+                # with several workers, /health answers when the first is up: wait for all of them
+                workers_up = len(descendants(server.pid)) - 1
+                if workers == 1 or workers_up >= workers:
+                    time.sleep(2.0 if workers > 1 else 0.0)
+                    return server
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -213,45 +288,72 @@ def start_server(
 
 
 def bench_http(
-    model: Path, queries: dict[str, list[dict[str, Any]]], args: argparse.Namespace
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    model: Path, mix: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, workers: int
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """One server with `workers` processes; one load run per `--concurrency` value."""
     import httpx
 
     port = args.port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(model, port, args.text_cold_start, args.torch_threads, args.startup_timeout)
+    server = start_server(
+        model,
+        port,
+        text_cold_start=args.text_cold_start,
+        torch_threads=args.torch_threads,
+        timeout=args.startup_timeout,
+        workers=workers,
+        extra_args=["--index", args.index, "--backend", args.backend],
+    )
+    runs = []
     try:
-        health = httpx.get(f"{url}/health").json()
-        with tempfile.TemporaryDirectory() as tmp:
-            spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-            spec.write_text(
-                json.dumps(
-                    {
-                        "url": url,
-                        "queries": queries,
-                        "warmup": args.warmup,
-                        "concurrency": args.concurrency,
-                        "load_seconds": args.load_seconds,
-                        "load_requests": args.load_requests,
-                    }
-                )
+        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        for concurrency in args.concurrency:
+            pids = descendants(server.pid)
+            spec = {
+                "host": "127.0.0.1",
+                "port": port,
+                "mix": mix,
+                "concurrency": concurrency,
+                "seconds": args.load_seconds,
+                "warmup_seconds": args.warmup_seconds,
+            }
+            with tempfile.TemporaryDirectory() as tmp:
+                spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+                spec_path.write_text(json.dumps(spec))
+                cpu0 = cpu_seconds(pids)
+                client = [sys.executable, __file__, "--client-spec", str(spec_path), "--client-result"]
+                subprocess.run([*client, str(result_path)], check=True, timeout=args.load_seconds + 300)
+                cpu1 = cpu_seconds(pids)
+                load = json.loads(result_path.read_text())
+            # server CPU over warm-up + timed run, per request answered in both
+            warm_share = (args.warmup_seconds + args.load_seconds) / args.load_seconds
+            load["server_cpu_s"] = round(cpu1 - cpu0, 2)
+            load["server_cpu_ms_per_request"] = (
+                round(1000 * (cpu1 - cpu0) / (load["requests"] * warm_share), 3) if load["requests"] else None
             )
-            client_cmd = [
-                sys.executable,
-                __file__,
-                "--client-spec",
-                str(spec),
-                "--client-result",
-                str(result),
-            ]
-            subprocess.run(client_cmd, check=True, timeout=args.load_seconds + 600)
-            return json.loads(result.read_text()), health
+            load["workers"] = workers
+            runs.append(load)
+            print(
+                f"workers {workers}, {concurrency} connections: {load['throughput_rps']} req/s, "
+                f"p99 {load['latency'].get('p99_ms')} ms, {load['errors']} errors",
+                flush=True,
+            )
+        processes = [memory(pid) for pid in descendants(server.pid)]
     finally:
         server.terminate()
         try:
-            server.wait(timeout=10)
+            server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+    return runs, health, processes
+
+
+def weighted_mix(
+    queries: dict[str, list[dict[str, Any]]], n: int, seed: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """`n` (query type, body) pairs drawn with the MIX weights."""
+    rng = random.Random(seed)
+    kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=n)
+    return [(kind, rng.choice(queries[kind])) for kind in kinds]
 
 
 # ---------------------------------------------------------------- report
@@ -261,6 +363,8 @@ def machine() -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -269,41 +373,63 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "git_commit": commit or None,
+        "load_average_at_end": load,
     }
 
 
 def markdown(record: dict[str, Any]) -> str:
     m, h = record["machine"], record["model"]
     lines = [
-        f"# Serving latency: {record['name']}",
+        f"# Serving throughput: {record['name']}",
         "",
         f"Model `{record['model_path']}`: {h['model_type']}, {h['n_items']:,} items, {h['n_users']:,} users, "
-        f"max_history {h['max_history']}, fingerprint `{h['fingerprint']}`. top_k = {record['top_k']}, "
-        f"{record['requests']} requests per query type after {record['warmup']} warm-up ones.",
-        f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} "
-        f"({m['torch_threads']} threads), commit {m['git_commit']}. "
-        "Server and client share this machine (loopback).",
+        f"max_history {h['max_history']}, fingerprint `{h['fingerprint']}`. top_k = {record['top_k']}; "
+        f"server: backend {record['backend']}, index {record['index']}, {record['torch_threads']} torch "
+        "thread(s) per worker.",
+        f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}, commit {m['git_commit']}, "
+        f"load average at the end {' '.join(m['load_average_at_end'])}. Server, workers and load generator "
+        "share this machine (loopback).",
         "",
-        "| query type | in-process p50 ms | in-process p99 ms | HTTP p50 ms | HTTP p99 ms | HTTP errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "In-process, one call at a time (ms):",
+        "",
+        "| query type | p50 | p99 | plain path p50 | plain path p99 |",
+        "|---|---:|---:|---:|---:|",
     ]
     for kind in QUERY_TYPES:
-        a, b = record["in_process"][kind], record["http"][kind]
+        a, b = record["in_process"][kind], record["in_process_plain"][kind]
         lines.append(
-            f"| {kind} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} "
-            f"| {b['errors']} |"
+            f"| {kind} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} |"
         )
-    load = record["load"]
-    lat = load["latency"]
     lines += [
         "",
-        f"Sustained load (mixed query types, {load['concurrency']} client threads, limits "
-        f"{load['seconds_limit']} s / {load['requests_limit']} requests): {load['requests']:,} requests in "
-        f"{load['wall_s']:.1f} s = **{load['throughput_rps']:.1f} req/s**, {load['errors']} errors, "
-        f"latency p50 {lat.get('p50_ms', float('nan')):.2f} ms / "
-        f"p99 {lat.get('p99_ms', float('nan')):.2f} ms.",
+        "(plain path: user intents not precomputed, one model call per user_to_item.)",
         "",
+        f"HTTP load, closed loop for {record['load_seconds']} s after {record['warmup_seconds']} s of "
+        "warm-up; mix 30% user_to_item, 20% contextual, 30% sequential (1-50 items), 20% item_to_item:",
+        "",
+        "| workers | connections | req/s | errors | p50 ms | p99 ms | user_to_item p50/p99 "
+        "| contextual p50/p99 | sequential p50/p99 | item_to_item p50/p99 | server CPU ms/req "
+        "| client CPU s |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|",
     ]
+    for run in record["load"]:
+        lat = run["latency"]
+        cells = [run["workers"], run["concurrency"], f"{run['throughput_rps']:.0f}", run["errors"]]
+        cells += [f"{lat.get('p50_ms', float('nan')):.1f}", f"{lat.get('p99_ms', float('nan')):.1f}"]
+        for kind in ("user_to_item", "contextual", "sequential", "item_to_item"):
+            t = run["by_type"][kind]
+            cells.append(f"{t.get('p50_ms', float('nan')):.1f} / {t.get('p99_ms', float('nan')):.1f}")
+        cells += [run["server_cpu_ms_per_request"], run["client_cpu_s"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "Server processes after the load (MiB; PSS counts shared pages once across processes):", ""]
+    lines += ["| workers | pid | RSS | PSS | command |", "|---:|---:|---:|---:|---|"]
+    for workers, procs in record["processes"].items():
+        for p in procs:
+            lines.append(
+                f"| {workers} | {p['pid']} | {p.get('rss_mb', '?')} | {p.get('pss_mb', '?')} "
+                f"| `{p.get('cmd', '')[:70]}` |"
+            )
+    lines.append("")
     if record.get("note"):
         lines += [f"Note: {record['note']}", ""]
     return "\n".join(lines)
@@ -312,31 +438,29 @@ def markdown(record: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="model folder written by `bert4rec train`")
-    p.add_argument("--requests", type=int, default=500, help="timed requests per query type")
-    p.add_argument("--warmup", type=int, default=20, help="untimed requests per query type first")
+    p.add_argument("--requests", type=int, default=300, help="in-process timed requests per query type")
+    p.add_argument("--warmup", type=int, default=20, help="untimed in-process requests per query type first")
     p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--concurrency", type=int, default=4, help="client threads in the load run")
-    p.add_argument("--load-seconds", type=float, default=30.0, help="time limit of the load run")
-    p.add_argument("--load-requests", type=int, default=20_000, help="request limit of the load run")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes (one run each)")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="connections (one run each)")
+    p.add_argument("--load-seconds", type=float, default=20.0, help="timed part of each load run")
+    p.add_argument("--warmup-seconds", type=float, default=3.0, help="untimed load before each run")
+    p.add_argument("--index", default="auto", help="serve --index")
+    p.add_argument("--backend", default="torch", help="serve --backend")
     p.add_argument("--port", type=int, default=0, help="0 = a free port")
-    p.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="intra-op threads, in-process and in the server (serve default)",
-    )
+    p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads, in-process and per worker")
     p.add_argument("--text-cold-start", action="store_true", help="serve with MiniLM loaded")
-    p.add_argument("--startup-timeout", type=float, default=180.0)
+    p.add_argument("--startup-timeout", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="serve_latency", help="results file name (without extension)")
+    p.add_argument("--name", default="serve_throughput", help="results file name (without extension)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--note", default="", help="free text added to the report (e.g. which data)")
-    p.add_argument("--client-spec", type=Path, help=argparse.SUPPRESS)  # internal: the client process
+    p.add_argument("--client-spec", type=Path, help=argparse.SUPPRESS)  # internal: the load generator
     p.add_argument("--client-result", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.client_spec:
-        run_client(args.client_spec, args.client_result)
+        args.client_result.write_text(json.dumps(run_load(json.loads(args.client_spec.read_text()))))
         return 0
     if args.model is None:
         p.error("--model is required (a folder written by `bert4rec train`)")
@@ -346,28 +470,42 @@ def main(argv: list[str] | None = None) -> int:
     from bert4rec.inference.recommender import Recommender
 
     torch.set_num_threads(args.torch_threads)
-    rec = Recommender.load(args.model)
+    rec = Recommender.load(args.model, index=args.index)
     queries = make_queries(rec, args.requests + args.warmup, args.top_k, args.seed)
     print(f"in-process: {args.requests} requests per query type ...", flush=True)
     in_process = bench_in_process(rec, queries, args.warmup)
-    print("HTTP (server and client in subprocesses) ...", flush=True)
-    http, health = bench_http(args.model, queries, args)
+    rec.user_intents = None  # the plain path: every user_to_item runs the model
+    in_process_plain = bench_in_process(rec, queries, args.warmup)
+    del rec
+    mix = weighted_mix(queries, 4000, args.seed + 1)
+    load, processes, health = [], {}, {}
+    for workers in args.workers:
+        print(f"HTTP load with {workers} worker(s) ...", flush=True)
+        runs, health, procs = bench_http(args.model, mix, args, workers)
+        load += runs
+        processes[str(workers)] = procs
     record = {
         "name": args.name,
         "model_path": str(args.model),
         "model": health,
         "top_k": args.top_k,
+        "backend": args.backend,
+        "index": args.index,
+        "torch_threads": args.torch_threads,
         "requests": args.requests,
         "warmup": args.warmup,
+        "load_seconds": args.load_seconds,
+        "warmup_seconds": args.warmup_seconds,
         "in_process": in_process,
-        "http": http["sequential_requests"],
-        "load": http["load"],
+        "in_process_plain": in_process_plain,
+        "load": load,
+        "processes": processes,
         "machine": machine(),
         "note": args.note,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    from bert4rec.evaluation.results import atomic_write_text
+    from bert4rec.io import atomic_write_text
 
     atomic_write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2))
     report = markdown(record)

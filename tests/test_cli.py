@@ -55,6 +55,8 @@ def test_compare_prints_one_table_and_writes_results(tmp_path):
     ev = runner.invoke(app, ["evaluate", "--model", str(model)])
     assert ev.exit_code == 0, ev.output
     assert "ndcg@10" in ev.output
+    # the generated items have genres: the re-evaluation reports the genre-level metrics too
+    assert "genre" in ev.output
 
 
 def test_train_command_trains_bert4rec(tmp_path):

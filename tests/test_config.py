@@ -237,3 +237,15 @@ def test_describe_fields_covers_every_field_with_a_description():
         describe_fields("nope")
     for name in PRESETS:  # every preset can be listed, also those for a file format
         assert len(describe_fields(name)) == len(rows)
+
+
+def test_item_text_columns_turn_the_hybrid_on_and_false_opts_out():
+    assert build_config("ml-1m").model.content_fusion is False
+    on = build_config("ml-1m", {"data": {"metadata_cols": ["title", "genres"]}})
+    assert on.model.content_fusion is True
+    assert on.for_model("sasrec").model.content_fusion is True  # the decision is saved in the config
+    assert build_config(
+        None, {"data": {"dataset": "file", "path": "x.csv", "items_path": "i.csv"}}
+    ).model.content_fusion
+    off = build_config("ml-1m", {"data": {"metadata_cols": ["title"]}, "model": {"content_fusion": False}})
+    assert off.model.content_fusion is False

@@ -1,9 +1,10 @@
-"""`bert4rec` command line: prepare | train | evaluate | recommend | compare | serve. A thin shell over
-`bert4rec.pipeline`, `bert4rec.inference` and `bert4rec.evaluation`."""
+"""`bert4rec` command line: prepare | train | evaluate | recommend | compare | serve | items. A thin
+shell over `bert4rec.pipeline`, `bert4rec.inference` and `bert4rec.evaluation`."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ from rich.table import Table
 
 from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge, load_config, parse_overrides
 from bert4rec.errors import Bert4RecError
+
+# = bert4rec.inference.index.DEFAULT_THRESHOLD (not imported here: keeps `--help` fast)
+DEFAULT_INDEX_THRESHOLD = 200_000
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sequential recommendation with BERT4Rec.")
 # Piped output (logs, CI, tests) gets a wide console so tables are not truncated to 80 columns.
@@ -120,6 +124,12 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
     for mode, metric in cols:
         label = metric if mode == "full" else f"{metric} ({mode.replace('sampled_', 'sampled ')})"
         table.add_column(label, justify="right")
+    # genre-level columns only when a record has them (the data has a genre column; docs/genre-metrics.md)
+    genre_cols = [
+        c for c in ("genre_precision@10", "genre_ndcg@10") if any(c in r["metrics"]["full"] for r in records)
+    ]
+    for col in genre_cols:
+        table.add_column(col.replace("genre_precision", "genre P"), justify="right")
     table.add_column("coverage@10", justify="right")
     table.add_column("train s", justify="right")
     for r in records:
@@ -127,6 +137,7 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
         table.add_row(
             escape(str(r["model"])),
             *[f"{m[mode][metric]:.4f}" for mode, metric in cols],
+            *[f"{m['full'][c]:.4f}" if c in m["full"] else "-" for c in genre_cols],
             f"{m.get('coverage@10', float('nan')):.3f}",
             f"{r['train_seconds']:.1f}",
         )
@@ -451,6 +462,7 @@ def evaluate(
     _setup_logging(verbose)
     from bert4rec.artifacts import load_bundle
     from bert4rec.evaluation.evaluator import Evaluator
+    from bert4rec.evaluation.genres import item_genres
     from bert4rec.inference.scoring import TransformerScorer
     from bert4rec.pipeline import prepare as prepare_data
 
@@ -472,7 +484,9 @@ def evaluate(
                 f"(fingerprint {prepared.split.fingerprint} "
                 f"!= {expected}); evaluate on the same data or retrain"
             )
-        metrics = Evaluator(prepared.split, cfg.eval).evaluate(TransformerScorer(bundle.model), which=which)  # type: ignore[arg-type]
+        genres = item_genres(prepared.interactions.items, prepared.split.vocab, cfg.eval.genre_column)
+        evaluator = Evaluator(prepared.split, cfg.eval, genres)
+        metrics = evaluator.evaluate(TransformerScorer(bundle.model), which=which)  # type: ignore[arg-type]
     except Bert4RecError as err:
         _fail(err)
     console.print(_metrics_table([{"model": cfg.model_type, "metrics": metrics, "train_seconds": 0.0}]))
@@ -653,6 +667,24 @@ def serve(
         ),
     ] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes (uvicorn workers), each with its own read-only copy of the model; "
+            "user intents are computed once and shared through intents.safetensors beside the model.",
+        ),
+    ] = 1,
+    index: Annotated[
+        str,
+        typer.Option(
+            help="Item vector search: exact, hnsw (faiss, approximate) or auto (hnsw above "
+            "--index-threshold items). Metadata filters stay exact either way.",
+        ),
+    ] = "auto",
+    index_threshold: Annotated[
+        int, typer.Option(min=1, help="Catalogue size above which --index auto uses hnsw.")
+    ] = DEFAULT_INDEX_THRESHOLD,
     jobs_dir: Annotated[
         Path | None,
         typer.Option(
@@ -664,37 +696,219 @@ def serve(
     max_jobs: Annotated[
         int | None, typer.Option(min=1, help="Training jobs running at once (default 1; the rest queue).")
     ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(min=1, help="Largest request body; larger ones get 413 (default 1048576).")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Requests served at once; more get 503 + Retry-After (default 64; 0 = no limit)."
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds before a request is answered 504 (default 10; 0 = no timeout)."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File with an API key that user-history and writing routes then require in X-API-Key "
+            "(or set $BERT4REC_API_KEY)."
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None, typer.Option(help="Accepted Host header value; repeat for more (default: any).")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Browser origin allowed to call the API (CORS); repeat for more (default: none)."),
+    ] = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /recommend, GET /health, GET /items/{id} (docs at /docs)."""
     try:
         import uvicorn
 
         from bert4rec.api import create_app
-        from bert4rec.api.settings import ServeSettings
+        from bert4rec.api.settings import load_serve_settings
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
-    settings = ServeSettings()
-    jobs_settings = {"jobs_dir": jobs_dir, "max_jobs": max_jobs}
-    settings = settings.model_copy(update={k: v for k, v in jobs_settings.items() if v is not None})
+    try:
+        settings = load_serve_settings(
+            api_key_file=api_key_file,
+            max_body_bytes=max_body_bytes,
+            max_concurrency=max_concurrency,
+            request_timeout=request_timeout,
+            allowed_hosts=allowed_host or None,
+            cors_origins=cors_origin or None,
+            jobs_dir=jobs_dir,
+            max_jobs=max_jobs,
+        )
+    except Bert4RecError as err:
+        _fail(err)
     threads = torch_threads or settings.torch_threads
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     try:
-        served: Any = model
-        if backend != "torch":  # create_app loads the eager Recommender itself
-            from bert4rec.errors import ConfigError
-            from bert4rec.inference.recommender import Recommender
+        from bert4rec.errors import ConfigError
+        from bert4rec.inference.recommender import Recommender
 
-            path = model or settings.model
-            if path is None:
-                raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
-            served = Recommender.load(path, backend=backend, threads=threads or 1)
-        application = create_app(served, text_cold_start=text_cold_start, settings=settings)
+        path = model or settings.model
+        if path is None:
+            raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
+        if workers > 1 and settings.jobs_dir is not None:
+            raise ConfigError(
+                "--workers above 1 cannot serve training jobs (--jobs-dir / BERT4REC_JOBS_DIR): "
+                "POST /model would swap the model in one worker only; use one worker with jobs"
+            )
+        options = {"index": index, "index_threshold": index_threshold, "intents_cache": workers > 1}
+        # with workers, this process only checks the bundle and writes the user intents: each worker
+        # makes its own ONNX export, if asked, so the parent need not
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+        first = backend if workers == 1 else "torch"
+        served = Recommender.load(path, backend=first, threads=threads or 1, **options)
+        if workers > 1:
+            # each worker process builds its own app from these settings (uvicorn needs an import
+            # string to start workers); the load above checked the bundle and wrote the user intents
+            # beside it, which the workers reuse instead of encoding every history again
+            del served
+            cold = settings.text_cold_start if text_cold_start is None else text_cold_start
+            env = {"MODEL": str(path), "BACKEND": backend, "INDEX": index, "INDEX_THRESHOLD": index_threshold}
+            env |= {"TORCH_THREADS": threads or 1, "TEXT_COLD_START": cold, "INTENTS_CACHE": True}
+            # the request limits and hygiene settings, so every worker enforces what this process parsed
+            env |= {
+                "MAX_BODY_BYTES": settings.max_body_bytes,
+                "MAX_CONCURRENCY": settings.max_concurrency or 0,
+                "REQUEST_TIMEOUT": settings.request_timeout or 0,
+                "ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+                "CORS_ORIGINS": ",".join(settings.cors_origins),
+            }
+            if settings.api_key is not None:
+                env["API_KEY"] = settings.api_key.get_secret_value()
+            os.environ.update({f"BERT4REC_{k}": str(v) for k, v in env.items()})
+        else:
+            application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level=log_level)
+    address = {"host": host or settings.host, "port": port or settings.port, "log_level": log_level}
+    address["server_header"] = False  # no "server: uvicorn" banner on every answer
+    if workers > 1:
+        uvicorn.run("bert4rec.api.app:create_app", factory=True, workers=workers, **address)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(application, **address)  # type: ignore[arg-type]
+
+
+@app.command("export-vectors")
+def export_vectors(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
+    out: Annotated[Path, typer.Argument(help="Parquet file to write (e.g. items.parquet).")],
+) -> None:
+    """Write every item's vector (output vector + bias), id, popularity and metadata to Parquet.
+
+    The inner product of a query's intent vector (POST /recommend with "return_vector": true) with
+    an item's vector is the model's score of that item: load the file into a vector database.
+    """
+    from bert4rec.inference.vectors import export_item_vectors
+
+    try:
+        path, rows, dim = export_item_vectors(model_dir, out)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}")
+
+
+items_app = typer.Typer(
+    no_args_is_help=True,
+    help="Add or retire items of a trained model without retraining (models trained with item text).",
+)
+app.add_typer(items_app, name="items")
+ModelDirArg = Annotated[Path, typer.Argument(help="Model folder written by train.")]
+
+
+def _metadata_values(rec: Any, pairs: list[str]) -> dict[str, Any]:
+    """`field=value` pairs, each value read as the column's type (text stays text; numbers, booleans
+    and lists are parsed as JSON)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise Bert4RecError(f"--meta {pair!r} must look like field=value, e.g. genres=Comedy")
+        name, raw = pair.split("=", 1)
+        dtype = rec.catalog.schema.get(name.strip())
+        text_column = dtype is not None and not (
+            dtype.is_numeric() or str(dtype).startswith(("Boolean", "List"))
+        )
+        if text_column or dtype is None:
+            out[name.strip()] = raw
+            continue
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw  # the catalogue names the expected type
+    return out
+
+
+def _catalog_line(info: dict[str, Any]) -> str:
+    return (
+        f"catalogue version {info['version']}: {info['trained']} trained, {info['added']} added, "
+        f"{info['retired']} retired, {info['active']} recommendable"
+    )
+
+
+@items_app.command("add")
+def items_add(
+    model_dir: ModelDirArg,
+    item_id: Annotated[str, typer.Argument(help="The new item's id (an added item's id updates it).")],
+    text: Annotated[str | None, typer.Option("--text", "-t", help="A description of the item.")] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta", "-m", help="A metadata field: field=value, e.g. title='Heat 2 (2026)' (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """Add an item from its text and metadata (or update an added one); saved beside the model."""
+    from bert4rec.inference.recommender import Recommender
+
+    try:
+        rec = Recommender.load(model_dir)
+        info = rec.add_item(item_id, text=text, metadata=_metadata_values(rec, meta or []))
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"added {item_id}; " + _catalog_line(info))
+
+
+@items_app.command("retire")
+def items_retire(
+    model_dir: ModelDirArg,
+    item_ids: Annotated[list[str], typer.Argument(help="Ids of the items never to recommend again.")],
+) -> None:
+    """Retire items (trained or added): never recommended again; saved beside the model."""
+    from bert4rec.inference.recommender import Recommender
+
+    try:
+        info = Recommender.load(model_dir).retire_items(item_ids)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(f"retired {', '.join(item_ids)}; " + _catalog_line(info))
+
+
+@items_app.command("show")
+def items_show(model_dir: ModelDirArg) -> None:
+    """The catalogue version and counts, and the items added after training."""
+    from bert4rec.inference.recommender import Recommender
+
+    try:
+        rec = Recommender.load(model_dir)
+    except Bert4RecError as err:
+        _fail(err)
+    console.print(_catalog_line(rec.catalog_info()))
+    for added in rec.catalog.added:
+        retired = rec.catalog.retired[rec.vocab.item_idx(added.item_id)]
+        console.print(f"  {added.item_id}{' (retired)' if retired else ''}: {added.embedded_text[:100]}")
 
 
 def main() -> None:  # pragma: no cover

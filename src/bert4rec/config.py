@@ -6,14 +6,13 @@ so every value a run used is visible in its saved config.
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ConfigError, closest_name
 
 
 class _Strict(BaseModel):
@@ -114,13 +113,40 @@ class ModelConfig(_Strict):
     use_user_embedding: bool = Field(
         default=False, description="Add a learned vector per trained user (guest sessions get none)."
     )
-    content_fusion: bool = Field(
-        default=False,
+    content_fusion: bool | None = Field(
+        default=None,
         description="Add a learned projection of each item's text vector (title + metadata, "
-        "all-MiniLM-L6-v2) to its ID embedding, so items with few or no interactions can be "
-        "recommended; needs item metadata.",
+        "all-MiniLM-L6-v2) to its ID embedding, so items with few or no interactions, and items "
+        "added after training, can be recommended; needs item metadata. None (the default) turns it "
+        "on when the data names item text: data.metadata_cols, data.display_col or data.items_path.",
     )
     content_dim: int = Field(default=384, ge=1, description="Width of the item text vectors (MiniLM: 384).")
+    id_dropout: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Content fusion: at each training step, the share of items (with text) whose ID "
+        "embedding is dropped, in the input and in the output softmax, so that the text part alone "
+        "learns to carry an item, as it must for items added after training. Off by default: on "
+        "ML-1M zero-day items, 0.25 lowered warm accuracy and, with score calibration, gave no "
+        "better trade between new and known items (benchmarks/results/cold-start/zero_day_ml-1m.md).",
+    )
+    new_item_exposure: float = Field(
+        default=0.98,
+        ge=0.0,
+        le=1.0,
+        description="Content fusion: where an item added after training scores, as a quantile of the "
+        "trained items (0: the lowest, 1: the highest; see new_item_calibration). Higher puts new "
+        "items in more lists. 0.98 is the lowest setting that recommended ML-1M zero-day items "
+        "(cold HR@10 >= 0.03) for both held-out seeds while known items kept their accuracy "
+        "(benchmarks/results/cold-start/zero_day_ml-1m*.md).",
+    )
+    new_item_calibration: Literal["score", "bias"] = Field(
+        default="score",
+        description="How new_item_exposure places a new item: score = its output bias makes its "
+        "average score over a fixed sample of users the exposure quantile of the trained items' "
+        "average scores; bias = its output bias is the exposure quantile of the trained items' biases.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelConfig:
@@ -264,6 +290,11 @@ class EvalConfig(_Strict):
     )
     seed: int = Field(default=2024, description="Seed of the sampled negatives.")
     batch_size: int = Field(default=512, ge=1, description="Users scored per evaluation batch.")
+    genre_column: str | None = Field(
+        default="genres",
+        description="Item column with each item's genres ('|'-separated) for genre_precision@k / "
+        "genre_ndcg@k; the default is skipped when the data lacks it, null turns genre metrics off.",
+    )
 
     @model_validator(mode="after")
     def _positive_ks(self) -> EvalConfig:
@@ -289,6 +320,16 @@ class ExperimentConfig(_Strict):
     )
 
     @model_validator(mode="after")
+    def _text_turns_fusion_on(self) -> ExperimentConfig:
+        """`model.content_fusion=None` becomes True when the data names item text columns (the hybrid
+        engine is one switch: give metadata), else False; the saved config holds the decision."""
+        if self.model.content_fusion is None:
+            data = self.data
+            named = bool(data.metadata_cols) or data.display_col is not None or data.items_path is not None
+            self.model.content_fusion = named
+        return self
+
+    @model_validator(mode="after")
     def _per_model_overrides_are_valid(self) -> ExperimentConfig:
         for model_type in self.per_model:
             self.for_model(model_type)  # raises ValidationError naming the bad field
@@ -308,9 +349,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ml-1m": {
         "data": {"dataset": "ml-1m"},
         "model": {"max_len": 200, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.1},
-        # validation NDCG@10 is noisy (+-0.005 on 6,040 users) and BERT4Rec improves in steps: patience 10
-        # the output bias starts at log-popularity: BERT4Rec left its initial plateau ~150 steps
-        # sooner per optimiser step (benchmarks/results/first-run/first_run_ml-1m.md)
+        # patience 10: validation NDCG@10 is noisy and BERT4Rec improves in steps
+        # the output bias starts at log-popularity: per optimiser step BERT4Rec reached MF's level ~100
+        # steps sooner and SASRec scored 0.078 against 0.017 at step 100 (first-run study)
         "train": {
             "mask_prob": 0.2,
             "batch_size": 128,
@@ -319,26 +360,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "patience": 10,
             "output_bias_init": "log_popularity",
         },
-        # BERT4Rec sits on a plateau near popularity until it learns to use neighbouring positions; a
-        # higher learning rate (with warmup and grad clipping) gets it off sooner on ML-1M
-        # Measured on this repo's 2-core CPU (benchmarks/results/ml-1m-headline/ml-1m-40min.md):
-        # BERT4Rec with 50-item windows reaches full NDCG@10 0.1625 in 31 min (200 items: 0.1255 in
-        # 25 min).
-        # SASRec keeps the full softmax (every position is a target, so it learns much more per epoch
-        # than with a 512-negative sampled softmax) at lr 2e-3; the chunked loss makes it affordable.
-        # Length buckets with the per-batch mean loss upweight short windows; weighting every position
-        # alike (or dropping the buckets) scored a little higher in 30 min: test NDCG@10 0.1724
-        # (position weighting) / 0.1698 (no buckets) / 0.1666 (neither), best validation 0.1693 /
-        # 0.1704 / 0.1688, one run each (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min*.md).
-        # Position weighting keeps the buckets' speed (125 against 98 windows/s).
-        # SASRec is short of capacity at width 64, not short of regularisation: in 30 min, dropout
-        # 0.2 scored 0.1692 and a narrower model (1 head, feed-forward 64) 0.1604, while width 128
-        # reached 0.1800 (best validation 0.1808; 0.1793 with a 60-min budget) despite 0.6x the windows/s
-        # (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min-h128.md)
-        # Batches of 64 windows: the same windows/s, twice the optimizer steps (only ~1,100 steps of
-        # 128 fit in 30 min). Test NDCG@10 0.1818 / 0.1803 for seeds 42 / 43, against 0.1800 / 0.1767
-        # with 128; batches of 32 learned faster early but levelled off lower (0.1757)
-        # (benchmarks/results/sasrec-ablations/ml-1m-sasrec-30min-h128-batch*.md)
+        # per-model settings that measured best on a 2-core CPU (docs/data.md: why the presets ...)
         "per_model": {
             "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3}},
             "sasrec": {
@@ -375,16 +397,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "min_item_interactions": 1,  # the paper keeps all 54,542 items
         },
         "model": {"max_len": 50, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.3},
-        # 54,542 items: BERT4Rec needs many epochs, and a 1,024-negative sampled softmax
-        # (logQ-corrected) makes one ~6x cheaper than the full one. SASRec overfits within a few
-        # epochs either way and generalises better with the (chunked) full softmax: test NDCG@10
-        # 0.0279 against 0.0251 (benchmarks/results/beauty/beauty-sasrec-full.md, beauty-25min.md).
-        # Validation on a fixed 10,000 of the 40,226 users keeps the per-epoch full-ranking check
-        # from costing more than the epoch
-        # BERT4Rec's best run kept the default 50 epochs: its cosine schedule decayed fully by epoch
-        # 50 (20 min on 2 threads), test NDCG@10 0.0147. With 400 epochs and a 60-min schedule the
-        # learning rate was still high when patience 10 stopped it at 35 min: 0.0136
-        # (benchmarks/results/beauty/beauty-bert4rec-60min.md)
+        # 54,542 items: a sampled softmax and a fixed validation subset keep epochs affordable;
+        # measurements behind these settings: docs/data.md: why the presets are set this way
         "train": {
             "mask_prob": 0.6,
             "batch_size": 256,
@@ -394,9 +408,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "n_negatives_train": 1024,
             "limit_val_users": 10000,
         },
-        # Weighting every position alike (as on ML-1M) lifted SASRec from 0.0279 to 0.0343 test
-        # NDCG@10 in 25 min, above the published SASRec+ 0.0327 (beauty-sasrec-position-weighting.md),
-        # and BERT4Rec from 0.0147 to 0.0173 (beauty-bert4rec-position-weighting.md)
         "per_model": {
             "bert4rec": {"train": {"lr": 4e-3, "loss_weighting": "position"}},
             "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},
@@ -405,8 +416,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {  # generated data, trains in seconds
         "data": {"dataset": "generated"},
         "model": {"max_len": 30, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1},
-        # BERT4Rec sits on a plateau until it learns to attend to neighbouring positions; a high
-        # learning rate gets it there in a few hundred steps
+        # a high learning rate gets BERT4Rec off its early plateau within a few hundred steps
         "train": {"epochs": 30, "batch_size": 64, "lr": 1e-2, "warmup_steps": 20, "patience": 8},
     },
 }
@@ -462,10 +472,10 @@ def closest_field_hint(loc: tuple[Any, ...]) -> str:
     model = _section_model(loc)
     if model is None or not loc:
         return ""
-    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    if not match:
+    match = closest_name(str(loc[-1]), model.model_fields)
+    if match is None:
         return ""
-    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match[0]]) + "?"
+    return "; did you mean " + ".".join([*(str(p) for p in loc[:-1]), match]) + "?"
 
 
 def build_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class Bert4RecError(Exception):
     """Base class for every error this package raises on purpose."""
@@ -56,3 +59,31 @@ class FilterError(QueryError):
 
 class ContentUnavailableError(Bert4RecError, RuntimeError):
     """Text cold start was asked for but is not enabled, or its optional dependencies are missing."""
+
+
+class CatalogError(Bert4RecError, ValueError):
+    """A catalogue update is malformed (empty or oversized text, unknown metadata field, wrong type).
+
+    `field` names the offending part of the item ("item_id", "text", "metadata.<name>") so that
+    callers (the HTTP API) can point at it. Nothing was changed.
+    """
+
+    def __init__(self, message: str, field: str = "item") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CatalogConflictError(CatalogError):
+    """A catalogue update conflicts with the model: a trained item's id, or a bundle without text
+    vectors (trained without content fusion) that cannot place a new item. Nothing was changed."""
+
+
+class CatalogWriteError(Bert4RecError, OSError):
+    """A catalogue update could not be saved beside the bundle; the previous catalogue stays."""
+
+
+def closest_name(name: str, choices: Iterable[str]) -> str | None:
+    """The valid name in `choices` closest to a mistyped `name` (difflib, cutoff 0.6), or None when
+    nothing is close: the "did you mean ...?" of config and payload errors."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None

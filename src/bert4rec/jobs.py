@@ -38,7 +38,7 @@ from typing import Any, Literal
 from bert4rec.config import DataConfig
 from bert4rec.data.datasets import table_columns
 from bert4rec.errors import Bert4RecError, DataError
-from bert4rec.evaluation.results import atomic_write_text
+from bert4rec.io import atomic_write_text
 from bert4rec.payload import PayloadError, TrainingPayload, parse_payload
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]

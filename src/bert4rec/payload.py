@@ -10,7 +10,6 @@ only the fields the payload names override it. `FIELD_MAP` is the one table of t
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ConfigError, closest_name
 
 # payload field -> the native config field it sets ("section.field"); the fields with a special
 # mapping (sequence_sampling, use_attention_mask, top_k, metadata_columns) are handled in overrides()
@@ -188,16 +187,10 @@ class TrainingPayload(BaseModel):
             ) from None
 
 
-def closest_field(name: str) -> str | None:
-    """The valid payload field closest to a mistyped `name` (None when nothing is close)."""
-    matches = difflib.get_close_matches(name, list(TrainingPayload.model_fields), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
 def _describe(err: dict[str, Any]) -> tuple[str, str]:
     field = ".".join(str(p) for p in err["loc"]) or "payload"
     if err["type"] == "extra_forbidden":
-        guess = closest_field(str(err["loc"][0]))
+        guess = closest_name(str(err["loc"][0]), TrainingPayload.model_fields)
         hint = f"; did you mean {guess!r}?" if guess else ""
         return field, f"unknown field{hint} (valid fields: {', '.join(TrainingPayload.model_fields)})"
     if err["type"] == "missing":

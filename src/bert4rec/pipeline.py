@@ -20,18 +20,21 @@ from bert4rec.evaluation.diagnostics import (
     short_history_finding,
 )
 from bert4rec.evaluation.evaluator import Evaluator
+from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.base import Scorer
 from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import torch
     from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.loggers import Logger
 
     from bert4rec.inference.content import TextEncoder
+    from bert4rec.models.transformer import SequenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,12 @@ def is_global_zero() -> bool:
 
 
 def prepare(cfg: ExperimentConfig) -> Prepared:
-    """Load, clean and split the data named by `cfg.data` (timed)."""
+    """Load, clean and split the data named by `cfg.data` (timed). With `model.content_fusion` (on
+    when the data names item text) the text encoder's packages are checked first."""
+    if cfg.model.content_fusion:
+        from bert4rec.inference.content import require_encoder
+
+        require_encoder()  # fail before reading the data, naming the extra to install
     start = time.perf_counter()
     interactions = load_interactions(cfg.data)
     split = build_split(interactions)
@@ -105,6 +113,35 @@ def dataset_name(cfg: ExperimentConfig) -> str:
     return cfg.data.path.stem if cfg.data.dataset == "file" and cfg.data.path else cfg.data.dataset
 
 
+@dataclass
+class _FitRequest:
+    """What every model's fit step gets from `train_and_evaluate`."""
+
+    model_type: str
+    cfg: ExperimentConfig  # already `for_model(model_type)`
+    prepared: Prepared
+    run_dir: Path
+    is_global_zero: bool  # False in the other DDP processes: they train, rank 0 evaluates and writes
+    tracker: Logger | None  # None in the other DDP processes
+    ids: dict[str, Any]  # seed and data fingerprint, logged with the parameters
+    resume: bool
+    progress: bool
+    content: torch.Tensor | None
+    callbacks: Sequence[Callback]
+
+
+@dataclass
+class _Fitted:
+    """A fitted model as `train_and_evaluate` evaluates, records and saves it."""
+
+    scorer: Scorer
+    train_seconds: float
+    config: dict[str, Any] = field(default_factory=dict)  # the record's "config"
+    extra: dict[str, Any] = field(default_factory=dict)  # more record fields (epochs, history, ...)
+    model: SequenceTransformer | None = None  # saved as a bundle when given
+    is_global_zero: bool = True
+
+
 def train_and_evaluate(
     model_type: str,
     cfg: ExperimentConfig,
@@ -127,94 +164,54 @@ def train_and_evaluate(
     run named after the model, under `run_dir`). Under DDP only global rank 0 evaluates, writes and
     tracks; the other processes return a run with `is_global_zero=False` and an empty record.
     """
-    # heavy imports (Lightning) only when training
-    from bert4rec.training.fit import fit_transformer
-    from bert4rec.training.tracking import log_evaluation, log_params, make_tracker
+    from bert4rec.training.tracking import log_evaluation, make_tracker
 
     if model_type not in ALL_MODELS:
         raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(ALL_MODELS)}")
     cfg = cfg.for_model(model_type)  # type: ignore[arg-type]  # checked against ALL_MODELS above
     split = prepared.split
     run_dir = Path(run_dir)
-    extra: dict[str, Any] = {}
-    model = None
     primary = is_global_zero()
-    if model_type not in TRANSFORMER_TYPES and not primary:
-        return ModelRun(model_type, BASELINES[model_type](), 0.0, is_global_zero=False)
+    # before training: a mistyped eval.genre_column fails now, not after the run
+    genres = item_genres(prepared.interactions.items, split.vocab, cfg.eval.genre_column)
     tracker = make_tracker(cfg.train.logger, run_dir, model_type) if primary else None
     ids = {"seed": cfg.train.seed, "data_fingerprint": split.fingerprint}
-    if model_type in TRANSFORMER_TYPES:
-        history_lengths = history_summary(split.train)
-        short = short_history_finding(history_lengths)
-        if short is not None:
-            log.warning("%s: %s; %s", model_type, short["message"], short["fix"])
-        log_params(tracker, cfg.model_dump(mode="json"), ids)
-        loggers = [tracker] if tracker is not None else []
-        if cfg.model.content_fusion and content is None:
-            content = content_vectors(prepared)
-        fit = fit_transformer(
-            split,
-            cfg,
-            run_dir / model_type,
-            resume=resume,
-            progress=progress,
-            loggers=loggers,
-            content=content if cfg.model.content_fusion else None,
-            extra_callbacks=callbacks,
-        )
-        model = fit.model
-        if not fit.is_global_zero:
-            return ModelRun(model_type, TransformerScorer(model), fit.train_seconds, is_global_zero=False)
-        scorer: Scorer = TransformerScorer(model, name=model_type)
-        train_seconds = fit.train_seconds
-        extra = {
-            "epochs": fit.epochs,
-            "best_val_ndcg@10": fit.best_val_ndcg10,
-            "history": fit.history,
-            "n_parameters": model.num_parameters(),
-            "diagnostics": diagnostics(
-                model_type,
-                fit.best_val_ndcg10,
-                baseline_val_ndcg(prepared, cfg),
-                history_lengths,
-                epochs_trained=fit.epochs,
-                epochs_planned=cfg.train.epochs,
-                lr=cfg.train.lr,
-                history=fit.history,
-            ),
-        }
-        # INFO: the CLI prints the findings at the end of the run; the record keeps them
-        for finding in extra["diagnostics"]["findings"]:
-            if finding["kind"] != "short_histories":  # that one was a warning before training
-                log.info("%s: %s; fix: %s", model_type, finding["message"], finding["fix"])
-        config: dict[str, Any] = cfg.model_dump(mode="json")
-    else:
-        baseline = BASELINES[model_type]()
-        start = time.perf_counter()
-        baseline.fit(split)
-        train_seconds = time.perf_counter() - start
-        scorer = baseline
-        config = {
-            "model_type": model_type,
-            "data": cfg.data.model_dump(mode="json"),
-            "eval": cfg.eval.model_dump(mode="json"),
-            "baseline": baseline.get_config(),
-        }
-        log_params(tracker, config, ids)
+    request = _FitRequest(
+        model_type=model_type,
+        cfg=cfg,
+        prepared=prepared,
+        run_dir=run_dir,
+        is_global_zero=primary,
+        tracker=tracker,
+        ids=ids,
+        resume=resume,
+        progress=progress,
+        content=content,
+        callbacks=callbacks,
+    )
+    fitted = _FIT_STEPS[model_type](request)
+    if not fitted.is_global_zero:
+        return ModelRun(model_type, fitted.scorer, fitted.train_seconds, is_global_zero=False)
     start = time.perf_counter()
-    metrics = Evaluator(split, cfg.eval).evaluate(scorer, which="test")
-    extra["eval_seconds"] = round(time.perf_counter() - start, 3)
-    meta = run_metadata(config, cfg.train.seed, split.fingerprint, split.stats)
+    metrics = Evaluator(split, cfg.eval, genres).evaluate(fitted.scorer, which="test")
+    extra = {**fitted.extra, "eval_seconds": round(time.perf_counter() - start, 3)}
+    meta = run_metadata(fitted.config, cfg.train.seed, split.fingerprint, split.stats)
     record = make_record(
-        model_type, dataset_name(cfg), metrics, round(train_seconds, 2), config, run=meta, **extra
+        model_type,
+        dataset_name(cfg),
+        metrics,
+        round(fitted.train_seconds, 2),
+        fitted.config,
+        run=meta,
+        **extra,
     )
     log_evaluation(tracker, record, markdown_table([record]))
-    run = ModelRun(model_type, scorer, train_seconds, record)
-    if save_artifact and model is not None:
+    run = ModelRun(model_type, fitted.scorer, fitted.train_seconds, record)
+    if save_artifact and fitted.model is not None:
         run.artifact = save_bundle(
             run_dir / model_type / "model",
             config=cfg,
-            model=model,
+            model=fitted.model,
             split=split,
             items=prepared.interactions.items,
             display_col=prepared.interactions.display_col,
@@ -222,6 +219,87 @@ def train_and_evaluate(
             run=meta,
         )
     return run
+
+
+def _fit_transformer(request: _FitRequest) -> _Fitted:
+    """Train BERT4Rec or SASRec with Lightning (`training.fit.fit_transformer`), with the
+    diagnostics (short histories, baselines beaten, learning curve) in the record."""
+    # heavy imports (Lightning) only when training
+    from bert4rec.training.fit import fit_transformer
+    from bert4rec.training.tracking import log_params
+
+    model_type, cfg, prepared = request.model_type, request.cfg, request.prepared
+    history_lengths = history_summary(prepared.split.train)
+    short = short_history_finding(history_lengths)
+    if short is not None:
+        log.warning("%s: %s; %s", model_type, short["message"], short["fix"])
+    log_params(request.tracker, cfg.model_dump(mode="json"), request.ids)
+    content = request.content
+    if cfg.model.content_fusion and content is None:
+        content = content_vectors(prepared)
+    fit = fit_transformer(
+        prepared.split,
+        cfg,
+        request.run_dir / model_type,
+        resume=request.resume,
+        progress=request.progress,
+        loggers=[request.tracker] if request.tracker is not None else [],
+        content=content if cfg.model.content_fusion else None,
+        extra_callbacks=request.callbacks,
+    )
+    if not fit.is_global_zero:
+        return _Fitted(TransformerScorer(fit.model), fit.train_seconds, is_global_zero=False)
+    findings = diagnostics(
+        model_type,
+        fit.best_val_ndcg10,
+        baseline_val_ndcg(prepared, cfg),
+        history_lengths,
+        epochs_trained=fit.epochs,
+        epochs_planned=cfg.train.epochs,
+        lr=cfg.train.lr,
+        history=fit.history,
+    )
+    # INFO: the CLI prints the findings at the end of the run; the record keeps them
+    for finding in findings["findings"]:
+        if finding["kind"] != "short_histories":  # that one was a warning before training
+            log.info("%s: %s; fix: %s", model_type, finding["message"], finding["fix"])
+    extra = {
+        "epochs": fit.epochs,
+        "best_val_ndcg@10": fit.best_val_ndcg10,
+        "history": fit.history,
+        "n_parameters": fit.model.num_parameters(),
+        "diagnostics": findings,
+    }
+    scorer = TransformerScorer(fit.model, name=model_type)
+    return _Fitted(scorer, fit.train_seconds, cfg.model_dump(mode="json"), extra, model=fit.model)
+
+
+def _fit_baseline(request: _FitRequest) -> _Fitted:
+    """Fit popularity, item-KNN or MF on the training part (only global rank 0: a baseline is cheap)."""
+    from bert4rec.training.tracking import log_params
+
+    cfg = request.cfg
+    baseline = BASELINES[request.model_type]()
+    if not request.is_global_zero:
+        return _Fitted(baseline, 0.0, is_global_zero=False)
+    start = time.perf_counter()
+    baseline.fit(request.prepared.split)
+    train_seconds = time.perf_counter() - start
+    config = {
+        "model_type": request.model_type,
+        "data": cfg.data.model_dump(mode="json"),
+        "eval": cfg.eval.model_dump(mode="json"),
+        "baseline": baseline.get_config(),
+    }
+    log_params(request.tracker, config, request.ids)
+    return _Fitted(baseline, train_seconds, config)
+
+
+# the fit step of each model: every one returns a `_Fitted`, so train_and_evaluate does not branch
+_FIT_STEPS: dict[str, Callable[[_FitRequest], _Fitted]] = {
+    **dict.fromkeys(TRANSFORMER_TYPES, _fit_transformer),
+    **dict.fromkeys(BASELINES, _fit_baseline),
+}
 
 
 def baseline_val_ndcg(prepared: Prepared, cfg: ExperimentConfig) -> dict[str, float]:

@@ -4,8 +4,9 @@ Reads what the run wrote (`results/*.json` records, per-epoch history, `<model>/
 optionally, the one-factor sweep tables of `benchmarks/results/sweeps` (`sweep_*.md` / `.png`). The page
 has inline CSS and the plots (matplotlib, Agg) embedded as base64 PNGs, so it can be mailed or
 archived as one file. Sections: run summary, test metrics (full ranking and sampled, labelled),
-training and validation curves, metrics by item-popularity bucket, sweeps, and example users with
-their history and each model's recommendations (titles and genres).
+genre-level metrics (when the data has item genres), training and validation curves, metrics by
+item-popularity bucket, sweeps, and example users with their history and each model's
+recommendations (titles and genres).
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from bert4rec.errors import Bert4RecError
+from bert4rec.evaluation.long_tail import BUCKETS
+from bert4rec.io import atomic_write_text
+from bert4rec.run_logs import VAL_METRIC, read_history
 
-VAL = "val_ndcg@10"
 LOSS = "train_loss_epoch"
-BUCKETS = ("head", "mid", "tail")
 MODEL_ORDER = ("bert4rec", "sasrec", "popularity", "item_knn", "mf")  # others after these, by name
 # (section, metric, label): the three ranking protocols, never mixed up in one column group
 METRIC_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
@@ -40,6 +40,14 @@ METRIC_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         (("hr@10", "HR@10"), ("ndcg@10", "NDCG@10")),
     ),
     ("sampled_uniform", "Sampled: {n} negatives, uniform", (("hr@10", "HR@10"), ("ndcg@10", "NDCG@10"))),
+)
+
+# (metric of the "full" section, label) of the genre-level table; exact-item columns for reference
+GENRE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("hr@10", "HR@10"),
+    ("ndcg@10", "NDCG@10"),
+    ("genre_precision@10", "genre P@10"),
+    ("genre_ndcg@10", "genre NDCG@10"),
 )
 
 CSS = """
@@ -102,8 +110,6 @@ def model_history(record: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]
     history = record.get("history") or []
     logs = Path(run_dir) / str(record["model"]) / "logs"
     if not history and (logs / "metrics.csv").exists():
-        from bert4rec.training.fit import read_history
-
         history = read_history(logs)
     return [h for h in history if isinstance(h, dict)]
 
@@ -139,25 +145,32 @@ def curves_png(histories: dict[str, list[dict[str, Any]]], colors: dict[str, str
     for i, (model, rows) in enumerate(histories.items()):
         color = (colors or {}).get(model, f"C{i}")
         loss = [r for r in rows if r.get(LOSS) is not None]
-        val = [r for r in rows if r.get(VAL) is not None]
+        val = [r for r in rows if r.get(VAL_METRIC) is not None]
         axes[0].plot(
             [r["epoch"] for r in loss], [r[LOSS] for r in loss], marker="o", ms=3, color=color, label=model
         )
         axes[1].plot(
-            [r["epoch"] for r in val], [r[VAL] for r in val], marker="o", ms=3, color=color, label=model
+            [r["epoch"] for r in val],
+            [r[VAL_METRIC] for r in val],
+            marker="o",
+            ms=3,
+            color=color,
+            label=model,
         )
         timed = [r for r in val if r.get("elapsed_s") is not None]
         axes[2].plot(
             [r["elapsed_s"] / per for r in timed],
-            [r[VAL] for r in timed],
+            [r[VAL_METRIC] for r in timed],
             marker="o",
             ms=3,
             color=color,
             label=model,
         )
         if val:
-            best = max(val, key=lambda r: r[VAL])
-            axes[1].scatter([best["epoch"]], [best[VAL]], s=60, facecolors="none", edgecolors=color, zorder=3)
+            best = max(val, key=lambda r: r[VAL_METRIC])
+            axes[1].scatter(
+                [best["epoch"]], [best[VAL_METRIC]], s=60, facecolors="none", edgecolors=color, zorder=3
+            )
     titles = ("training loss (epoch mean)", "validation NDCG@10 (full ranking)", "validation NDCG@10 vs time")
     xlabels = ("epoch", "epoch", f"training wall-clock {unit}")
     for ax, title, xlabel in zip(axes, titles, xlabels, strict=True):
@@ -237,6 +250,40 @@ def metrics_table(records: list[dict[str, Any]]) -> str:
         cells.append(f"<td>{_fmt(r.get('epochs'))}</td><td>{_fmt(r.get('train_seconds'), 1)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table id="metrics-table">{head1}{head2}{"".join(rows)}</table></div>'
+
+
+def genre_section(records: list[dict[str, Any]]) -> str | None:
+    """Genre-level metrics (full ranking) per model with their definitions; None when no record has them."""
+    if not any("genre_precision@10" in r["metrics"].get("full", {}) for r in records):
+        return None
+    protocol: dict[str, Any] = next(
+        (g for r in records if (g := r["metrics"].get("protocol", {}).get("genres"))), {}
+    )
+    notes = [
+        f"Item genres from column {protocol.get('column', '?')!r} "
+        f"({_fmt(protocol.get('n_genres'))} genres; {_fmt(protocol.get('n_users'))} test users have a "
+        "target with a genre). Exact-item HR@10 / NDCG@10 repeated for reference; best per column in bold.",
+        protocol.get("genre_precision", ""),
+        protocol.get("genre_ndcg", ""),
+        protocol.get("list", ""),
+    ]
+    best = {
+        key: max((r["metrics"].get("full", {}).get(key) or 0.0) for r in records) for key, _ in GENRE_COLUMNS
+    }
+    if len(records) < 2:
+        best = {}
+    head = "<tr><th>model</th>" + "".join(f"<th>{label}</th>" for _, label in GENRE_COLUMNS) + "</tr>"
+    rows = []
+    for r in records:
+        full = r["metrics"].get("full", {})
+        cells = [f"<td>{escape(str(r['model']))}</td>"]
+        for key, _ in GENRE_COLUMNS:
+            value = full.get(key)
+            is_best = value is not None and value == best.get(key)
+            cells.append(f'<td class="{"best" if is_best else ""}">{_fmt(value)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    body = "".join(f'<p class="note">{escape(n)}</p>' for n in notes if n)
+    return body + f'<div class="scroll"><table id="genre-table">{head}{"".join(rows)}</table></div>'
 
 
 def long_tail_table(records: list[dict[str, Any]]) -> str:
@@ -405,6 +452,9 @@ def render_report(run_dir: Path, benchmarks: Path | None = None, n_users: int = 
             "</p>" + metrics_table(records),
         ),
     ]
+    genres = genre_section(records)
+    if genres:
+        sections.append(("genres", "Genre-level metrics", genres))
     if histories:
         curves = _img(curves_png(histories, colors), "training and validation curves")
         sections.append(("curves", "Training and validation curves", curves))
@@ -446,13 +496,5 @@ def write_report(
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     html = render_report(run_dir, benchmarks, n_users, k)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, html, mode=0o644)  # readable by all: a report is meant to be shared
     return out

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import shutil
 
 import pytest
 
@@ -26,3 +29,28 @@ def client(api_rec):
 
     with TestClient(create_app(api_rec)) as c:
         yield c
+
+
+# user ids that are HTML, script or path fragments (issue 15, class 8)
+HOSTILE = ["<!--<script>", "</script><script>alert(1)</script>", "a/b", "x&amp;\u2028y", "c/../d"]
+
+
+@pytest.fixture(scope="session")
+def hostile_rec(tiny_artifact, tmp_path_factory):
+    """The tiny model with string user ids, some of them HTML, script or path fragments."""
+    from bert4rec.artifacts import bundle_version
+    from bert4rec.inference.recommender import Recommender
+
+    root = tmp_path_factory.mktemp("hostile") / "model"
+    shutil.copytree(tiny_artifact, root)
+    folder = bundle_version(root)
+    vocab = json.loads((folder / "vocab.json").read_text())
+    users = [f"user/{u}" for u in vocab["user_ids"]]
+    users[: len(HOSTILE)] = HOSTILE
+    vocab["user_ids"] = users
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["vocab.json"] = hashlib.sha256((folder / "vocab.json").read_bytes()).hexdigest()
+    manifest.get("sizes", {})["vocab.json"] = (folder / "vocab.json").stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return Recommender.load(root)

@@ -16,6 +16,14 @@ def test_health(client, api_rec):
         "data_fingerprint": api_rec.bundle.run["data_fingerprint"],
         "filter_fields": ["genres", "title"],
         "text_cold_start": False,
+        "catalog": {
+            "version": 0,
+            "trained": api_rec.vocab.n_items,
+            "added": 0,
+            "retired": 0,
+            "active": api_rec.vocab.n_items,
+        },
+        "accepts_new_items": False,
     }
 
 

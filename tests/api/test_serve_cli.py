@@ -45,8 +45,75 @@ def test_serve_builds_the_app_and_runs_uvicorn(tiny_artifact, uvicorn_calls):
     assert result.exit_code == 0, result.output
     ((application, kwargs),) = uvicorn_calls
     assert isinstance(application, FastAPI)
-    assert kwargs == {"host": "0.0.0.0", "port": 9123, "log_level": "info", "threads": 1}
+    assert kwargs == {
+        "host": "0.0.0.0",
+        "port": 9123,
+        "log_level": "info",
+        "server_header": False,
+        "threads": 1,
+    }
     assert application.state.recommender.vocab.n_items == 60
+    defaults = application.state.settings
+    assert (defaults.max_body_bytes, defaults.max_concurrency, defaults.request_timeout) == (
+        1_048_576,
+        64,
+        10.0,
+    )
+    assert defaults.api_key is None and defaults.allowed_hosts == ["*"] and defaults.cors_origins == []
+
+
+def test_serve_limits_and_hygiene_options(tiny_artifact, uvicorn_calls, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret-s3cret-s3cret\n")
+    result = runner.invoke(
+        app,
+        [
+            "serve", "--model", str(tiny_artifact),
+            "--max-body-bytes", "5000", "--max-concurrency", "0", "--request-timeout", "2.5",
+            "--api-key-file", str(key_file),
+            "--allowed-host", "api.example.com", "--allowed-host", "localhost",
+            "--cors-origin", "https://shop.example",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    settings = uvicorn_calls[0][0].state.settings
+    assert (settings.max_body_bytes, settings.max_concurrency, settings.request_timeout) == (5000, None, 2.5)
+    assert settings.api_key.get_secret_value() == "s3cret-s3cret-s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.allowed_hosts == ["api.example.com", "localhost"]
+    assert settings.cors_origins == ["https://shop.example"]
+
+
+def test_serve_limits_from_the_environment(tiny_artifact, uvicorn_calls, monkeypatch):
+    monkeypatch.setenv("BERT4REC_MAX_CONCURRENCY", "8")
+    monkeypatch.setenv("BERT4REC_REQUEST_TIMEOUT", "0")
+    monkeypatch.setenv("BERT4REC_API_KEY", "from-the-environment-0123")
+    result = runner.invoke(app, ["serve", "--model", str(tiny_artifact)])
+    assert result.exit_code == 0, result.output
+    settings = uvicorn_calls[0][0].state.settings
+    assert (settings.max_concurrency, settings.request_timeout) == (8, None)
+    assert settings.api_key.get_secret_value() == "from-the-environment-0123"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--api-key-file", "/no/such/key"], {}, "cannot read the API key file /no/such/key"),
+        (
+            [],
+            {"BERT4REC_API_KEY": "short"},
+            "api_key: Value error, the API key must have at least 16 characters",
+        ),
+        ([], {"BERT4REC_MAX_BODY_BYTES": "lots"}, "max_body_bytes: Input should be a valid integer"),
+    ],
+)
+def test_bad_serve_settings_are_one_line(tiny_artifact, uvicorn_calls, monkeypatch, args, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["serve", "--model", str(tiny_artifact), *args])
+    assert result.exit_code == 2
+    assert message in result.output.replace("\n", "")
+    assert "Traceback" not in result.output and not uvicorn_calls
 
 
 def test_serve_reads_the_model_from_the_environment(tiny_artifact, uvicorn_calls, monkeypatch):

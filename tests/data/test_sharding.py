@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bert4rec.data.masking import LengthBucketSampler
+from bert4rec.data.samplers import LengthBucketSampler
 from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
 
 

@@ -71,3 +71,20 @@ def test_minilm_vectors_put_a_sequel_next_to_its_original(minilm):
     torch.testing.assert_close(vectors[1:5].norm(dim=1), torch.ones(4))
     sims = vectors[1:5] @ vectors[3]  # cosine to Episode V
     assert int(sims[:2].argmax()) == 0 and sims[0] > sims[1] + 0.2, sims
+
+
+def test_a_missing_encoder_package_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from bert4rec.config import build_config
+    from bert4rec.pipeline import prepare
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sentence_transformers" else real(name, *a),
+    )
+    cfg = build_config("demo", {"data": {"metadata_cols": ["title"]}})
+    with pytest.raises(ContentUnavailableError, match=r'pip install "bert4rec\[serve\]"'):
+        prepare(cfg)

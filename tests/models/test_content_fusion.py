@@ -149,7 +149,7 @@ def oracle_sessions() -> torch.Tensor:
 
 def train_oracle(cls: type[SequenceTransformer], fused: bool, steps: int = 60) -> SequenceTransformer:
     cfg = ModelConfig(max_len=6, hidden_size=16, num_layers=1, num_heads=2, dropout=0.0)
-    cfg = cfg.model_copy(update={"content_fusion": fused, "content_dim": THEMES + 8})
+    cfg = cfg.model_copy(update={"content_fusion": fused, "content_dim": THEMES + 8, "id_dropout": 0.0})
     torch.manual_seed(0)
     model = cls(cfg, ORACLE_ITEMS, content=oracle_texts() if fused else None)
     sessions = oracle_sessions()
@@ -190,3 +190,25 @@ def test_fused_model_ranks_a_never_seen_lookalike_of_a_popular_item_high(cls, on
     assert max(fused_new) <= 2 and min(id_new) >= 10, ranks
     # even as trained (where the softmax pushed the never-positive item down) fused ranks it better
     assert all(f < i for f, i in zip(fused_trained, id_trained, strict=True)), ranks
+
+
+def test_id_dropout_drops_id_parts_of_items_with_text_in_training_only():
+    vectors = text_vectors()
+    vectors[7] = 0.0  # an item without text keeps its ID embedding
+    model = BERT4Rec(FUSED.model_copy(update={"id_dropout": 0.5}), N_ITEMS, content=vectors)
+    model.eval()
+    assert model.id_keep() is None
+    model.train()
+    torch.manual_seed(0)
+    keeps = torch.stack([model.id_keep() for _ in range(400)])  # type: ignore[misc]
+    assert keeps[:, [0, 7, N_ITEMS + 1]].eq(1).all()  # PAD, no text, MASK
+    share = 1 - keeps[:, 1 : N_ITEMS + 1].mean().item() * N_ITEMS / (N_ITEMS - 1)
+    assert 0.45 < share < 0.55
+    # a dropped item's output vector is its text part alone
+    keep = torch.ones(N_ITEMS + 2)
+    keep[3] = 0
+    assert model.content is not None
+    torch.testing.assert_close(model.item_weights(keep)[3], model.content.rows(4)[3])
+    torch.testing.assert_close(model.item_weights(keep)[4], model.item_weights()[4])
+    unfused = BERT4Rec(CFG.model_copy(update={"id_dropout": 0.5}), N_ITEMS).train()
+    assert unfused.id_keep() is None

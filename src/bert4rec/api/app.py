@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from bert4rec import __version__
 from bert4rec.api.errors import add_exception_handlers
+from bert4rec.api.middleware import API_KEY_HEADER, install_middleware
 from bert4rec.api.routes import demo, health, items, recommend, users
 from bert4rec.api.routes import jobs as job_routes
+from bert4rec.api.routes.docs import DOCS_STATIC, add_docs
 from bert4rec.api.settings import ServeSettings
 from bert4rec.errors import ConfigError
 from bert4rec.inference.recommender import Recommender
@@ -20,7 +23,25 @@ DESCRIPTION = """Next-item recommendations from a trained BERT4Rec / SASRec bund
 Errors: an unknown item or user id answers **404** with `{"detail": "<message naming the id>"}`
 (except `user_to_item`, where an unknown user gets popular items, `path: "popularity"`); every
 other bad request answers **422** with FastAPI's `{"detail": [{"loc", "msg", "type"}]}`.
+
+Limits: a body over the server's limit answers **413**; a busy server **503** with `Retry-After`;
+a request over the time limit **504**. When the server has an API key, every route except the
+public read-only ones (`GET /health`, `GET /items`, `POST /recommend`, the web pages) needs it in
+the `X-API-Key` header (else **401**).
 """
+
+# Routes anyone may call even when the server has an API key: the read-only product surface.
+# Everything else (user histories, and whatever writes) needs the key: deny by default.
+PUBLIC_GET = frozenset({"/", "/health", "/demo", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_GET_PREFIXES = ("/items/", DOCS_STATIC + "/")
+PUBLIC_POST = frozenset({"/recommend"})
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether `method path` is served without the API key (see PUBLIC_GET)."""
+    if method in ("GET", "HEAD"):
+        return path in PUBLIC_GET or path == "/items" or path.startswith(PUBLIC_GET_PREFIXES)
+    return method == "POST" and path in PUBLIC_POST
 
 
 def create_app(
@@ -33,8 +54,9 @@ def create_app(
     """Build the API around a Recommender, or load one from a model folder.
 
     `model=None` takes `BERT4REC_MODEL` from the environment; `text_cold_start` (default
-    `BERT4REC_TEXT_COLD_START`, off) loads MiniLM and the item text vectors now, so a broken setup
-    fails at startup rather than on the first request. Raises ArtifactError for a missing,
+    `BERT4REC_TEXT_COLD_START`, else on exactly when the bundle stores item text vectors) loads
+    MiniLM and the item text vectors now, so a broken setup fails at startup rather than on the
+    first request. Raises ArtifactError for a missing,
     corrupted or inconsistent model folder.
     `jobs` (a JobStore or its folder; default `BERT4REC_JOBS_DIR`) adds the training-job routes
     (/jobs, POST /model); without it they do not exist.
@@ -44,15 +66,50 @@ def create_app(
         if settings.model is None:
             raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
         model = settings.model
-    recommender = model if isinstance(model, Recommender) else Recommender.load(model)
+    if isinstance(model, Recommender):
+        recommender = model
+    else:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        options = {"index": settings.index, "index_threshold": settings.index_threshold}
+        recommender = Recommender.load(
+            model,
+            backend=settings.backend,
+            threads=settings.torch_threads or 1,
+            intents_cache=settings.intents_cache,
+            **options,
+        )
     if text_cold_start is None:
-        text_cold_start = settings.text_cold_start
+        # a bundle with item text vectors (content fusion) serves text queries and new items: its
+        # encoder loads now, so a missing `serve` extra fails at startup, not on the first request
+        text_cold_start = settings.text_cold_start or recommender.has_text_vectors
     if text_cold_start and recommender.content is None:
         recommender.enable_content()
 
-    app = FastAPI(title="bert4rec", version=__version__, description=DESCRIPTION)
+    app = FastAPI(
+        title="bert4rec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
     app.state.recommender = recommender
+    app.state.settings = settings
     add_exception_handlers(app)
+    api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    install_middleware(
+        app,
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
+        retry_after_s=settings.retry_after_s,
+        request_timeout=settings.request_timeout,
+        api_key=api_key,
+        is_public=is_public,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+        cacheable_prefixes=(DOCS_STATIC + "/",),
+    )
+    add_docs(app)
+    if api_key is not None:
+        _document_api_key(app)
     app.include_router(health.router)
     app.include_router(items.router)
     app.include_router(recommend.router)
@@ -65,3 +122,25 @@ def create_app(
         app.state.jobs = jobs
         app.include_router(job_routes.router)
     return app
+
+
+def _document_api_key(app: FastAPI) -> None:
+    """Mark the routes that need the key in the OpenAPI schema (Swagger UI's Authorize button)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "APIKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+            }
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if not is_public(method.upper(), path):
+                        operation["security"] = [{"APIKey": []}]
+                        responses = operation.setdefault("responses", {})
+                        responses["401"] = {"description": "Missing or wrong API key."}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

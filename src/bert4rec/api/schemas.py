@@ -52,6 +52,12 @@ class _Query(BaseModel):
     exclude_seen: StrictBool = Field(
         default=True, description="Leave out items already in the history (the query item for item_to_item)."
     )
+    return_vector: StrictBool = Field(
+        default=False,
+        description="Also return the query's intent vector `[h, 1]` (model path: user_to_item for a known "
+        "user, contextual, sequential). Its inner product with an item's exported vector "
+        "(`bert4rec export-vectors`) is the model's score of that item.",
+    )
 
     @field_validator("filters")
     @classmethod
@@ -174,6 +180,11 @@ class RecommendResponse(BaseModel):
     used_length: int = Field(description="History items the model saw (the most recent ones).")
     truncated: bool = Field(description="True when the history was longer than `max_history` and cut.")
     max_history: int
+    intent_vector: list[float] | None = Field(
+        default=None,
+        description="With `return_vector`: the intent vector (hidden size + 1 floats) the items were "
+        "searched with; null for the popularity and item_to_item paths.",
+    )
 
 
 class ItemResponse(BaseModel):
@@ -210,3 +221,48 @@ class HealthResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str = Field(examples=["unknown item id 99999 (not in the 3416 trained items)"])
+
+
+# ------------------------------------------------------------------ catalogue updates
+
+
+class ItemUpsertRequest(BaseModel):
+    """An item to add after training (or an added item to update): a free-text description and/or
+    metadata fields of the model's item table (title, genres, ...). Its vector is made from this
+    text (title, then `field: value` pairs, then the description) by the trained content fusion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[StrictStr, Field(min_length=1, max_length=2000)] | None = Field(
+        default=None,
+        description="A description (1..2000 characters); optional when the metadata has a title.",
+        examples=["A heist thriller set in Lisbon; sequel to The Vault"],
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Fields of the model's item table (`GET /health` lists them as filter_fields), with "
+        "values of the column's type; filters (`meta.<field>`) see them.",
+        examples=[{"title": "The Vault 2 (2026)", "genres": "Crime|Thriller"}],
+    )
+
+
+class CatalogInfo(BaseModel):
+    version: int = Field(description="Catalogue version: 0 as trained, +1 per update.")
+    trained: int = Field(description="Items the model was trained on.")
+    added: int = Field(description="Items added after training (retired ones included).")
+    retired: int = Field(description="Items never recommended again.")
+    active: int = Field(description="Items that can be recommended.")
+
+
+class ItemChangeResponse(BaseModel):
+    item_id: int | str
+    status: Literal["added", "updated", "retired"]
+    catalog: CatalogInfo
+
+
+class CatalogHealthResponse(HealthResponse):
+    catalog: CatalogInfo = Field(description="The served item catalogue: version and counts.")
+    accepts_new_items: bool = Field(
+        description="Whether items can be added (PUT /items/{item_id}): the model has item text vectors."
+    )

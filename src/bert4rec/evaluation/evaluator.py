@@ -18,12 +18,19 @@ Protocol (also written into every result under "protocol"):
   top 20% of catalogue items, the remaining items are split into two equal halves, "mid" (more
   popular) and "tail" (less popular, including items never seen in training). Users are bucketed by
   the bucket of their target, and hr@10 / ndcg@10 (full ranking) are reported per bucket.
+* Genre metrics (only with item genres, see `evaluation.genres`; full ranking only, never sampled):
+  genre_precision@k and genre_ndcg@k for every k of `cfg.ks`, over the full-ranking top-k list (after
+  the exclusions above) and the users whose target has a genre; definitions in
+  `metrics.GENRE_PRECISION_DEFINITION` / `GENRE_NDCG_DEFINITION`. The ideal list of genre_ndcg is
+  drawn from the same candidates the model ranks (catalogue minus PAD and, with `filter_seen`, the
+  input history), so a perfect genre ranker scores 1.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -32,24 +39,30 @@ import torch
 from bert4rec.config import EvalConfig
 from bert4rec.data.sequences import SequenceSplit, Split
 from bert4rec.errors import Bert4RecError
-from bert4rec.evaluation.metrics import TIE_POLICY, hit_rate, metric_table, ndcg, rank_of_target
+from bert4rec.evaluation.genres import ItemGenres
+from bert4rec.evaluation.long_tail import LONG_TAIL_POLICY, item_buckets, long_tail_metrics
+from bert4rec.evaluation.metrics import (
+    GENRE_NDCG_DEFINITION,
+    GENRE_PRECISION_DEFINITION,
+    TIE_POLICY,
+    genre_metrics_per_user,
+    metric_table,
+    ndcg,
+    rank_of_target,
+)
+from bert4rec.evaluation.negatives import NEGATIVES_POLICY, SAMPLED_MODES, SampledMode, draw_negatives
 from bert4rec.models.base import Scorer
 
 Mode = Literal["full", "sampled_uniform", "sampled_popularity"]
-MODES: tuple[Mode, ...] = ("full", "sampled_uniform", "sampled_popularity")
-SAMPLED_MODES: tuple[Mode, ...] = ("sampled_uniform", "sampled_popularity")
+MODES: tuple[Mode, ...] = ("full", *SAMPLED_MODES)
 COVERAGE_K = 10
-HEAD_SHARE = 0.2  # share of catalogue items in the "head" bucket
-BUCKETS = ("head", "mid", "tail")
+GENRE_CHUNK_ELEMENTS = 1 << 24  # users x items per chunk of the genre metrics' ideal-list tensors
 
 SEEN_POLICY = "items of the input history get -inf, except the target, which is never excluded"
-NEGATIVES_POLICY = (
-    "drawn once per split from cfg.seed, without replacement, excluding every item of the user's sequence "
-    "(train + val + test); uniform, or proportional to training counts (items unseen in training never drawn)"
-)
-LONG_TAIL_POLICY = (
-    "items sorted by training count (ties by item index): head = top 20% of items, mid = next 40%, "
-    "tail = last 40%; users bucketed by their target's bucket; full-ranking metrics"
+GENRE_LIST_POLICY = (
+    "full ranking only: the top-k list is the k best-scoring candidates in torch.topk order (ties at the "
+    "cut-off broken by torch.topk), excluded (-inf) slots count as no item; users whose target has no "
+    "genre are left out"
 )
 
 
@@ -57,20 +70,39 @@ class EvaluationError(Bert4RecError, ValueError):
     """Evaluation cannot run as asked (users without a target, wrong score shape, NaN scores)."""
 
 
+@dataclass
+class _Ranks:
+    """What one pass over the users' score batches collects (per user, in user order)."""
+
+    full: list[torch.Tensor] = field(default_factory=list)  # (B,) rank of the target, full ranking
+    sampled: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # mode -> (B,) sampled ranks
+    genre: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # metric -> (B,), NaN = no genre
+    covered: torch.Tensor | None = None  # (n_items + 1,) bool: item in some user's top COVERAGE_K
+
+
 class Evaluator:
     """Leave-one-out evaluation of any `Scorer` on a `SequenceSplit` (protocol in the module docstring).
 
     Negatives for the sampled modes are drawn lazily, once per (split, mode), and cached, so repeated
     evaluations (every epoch, several models) rank against exactly the same candidates.
+
+    `genres` (from `evaluation.genres.item_genres`, for the items of `split`) adds the genre metrics
+    to the full ranking; without it they are left out, never reported as zero.
     """
 
-    def __init__(self, split: SequenceSplit, cfg: EvalConfig) -> None:
+    def __init__(self, split: SequenceSplit, cfg: EvalConfig, genres: ItemGenres | None = None) -> None:
         self.split = split
         self.cfg = cfg
+        if genres is not None and genres.matrix.shape[0] != split.n_items + 1:
+            raise EvaluationError(
+                f"the genre matrix has {genres.matrix.shape[0]} rows, expected n_items + 1 = "
+                f"{split.n_items + 1}: build it with item_genres(items, split.vocab, column) for this split"
+            )
+        self.genres = genres
         # hr@10 / ndcg@10 are always reported: early stopping, tables and the long-tail breakdown use them
         self.ks = sorted(set(cfg.ks) | {10})
         self._popularity: np.ndarray | None = None
-        self._negatives: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        self._negatives: dict[tuple[str, SampledMode], tuple[np.ndarray, int]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -87,7 +119,8 @@ class Evaluator:
         Returns {"full": {metric: value}, "sampled_uniform": {...}, "sampled_popularity": {...},
         "coverage@10": float, "long_tail": {"head"|"mid"|"tail": {...}}, "n_users": int,
         "protocol": {...}}; only the requested modes appear (coverage and long tail come from the full
-        ranking, which is always computed).
+        ranking, which is always computed). With genres, "full" also holds "genre_precision@k" and
+        "genre_ndcg@k" for each k.
         """
         modes = tuple(modes)
         bad = [m for m in modes if m not in MODES]
@@ -96,35 +129,95 @@ class Evaluator:
         users = self._users(which, users)
         targets = self.split.targets_all(which)[users]
         sampled = [m for m in SAMPLED_MODES if m in modes]
-        negatives = {m: self.negatives(which, m, users) for m in sampled}
+        with_genres = self.genres is not None and "full" in modes
+        ranks = self._rank(scorer, which, users, targets, sampled, with_genres)
 
-        full_parts: list[torch.Tensor] = []
-        sampled_parts: dict[str, list[torch.Tensor]] = {m: [] for m in sampled}
-        covered: torch.Tensor | None = None
+        full_ranks = torch.cat(ranks.full).numpy()
+        out: dict[str, Any] = {}
+        if "full" in modes:
+            out["full"] = metric_table(full_ranks, self.ks) | self._genre_means(ranks.genre)
+        for m in sampled:
+            out[m] = metric_table(torch.cat(ranks.sampled[m]).numpy(), self.ks)
+        assert ranks.covered is not None  # at least one batch ran
+        out["coverage@10"] = float(ranks.covered[1:].sum().item()) / self.split.n_items
+        out["long_tail"] = long_tail_metrics(full_ranks, targets, self.popularity())
+        out["n_users"] = int(len(users))
+        out["protocol"] = self._protocol(which, sampled, targets if with_genres else None)
+        return out
+
+    def evaluate_ndcg10(self, scorer: Scorer, which: Split = "val", users: np.ndarray | None = None) -> float:
+        """Full-ranking NDCG@10 only: the cheap per-epoch early-stopping signal (protocol of `evaluate`)."""
+        users = self._users(which, users)
+        targets = self.split.targets_all(which)[users]
+        parts = [rank_of_target(s, t).cpu() for _, _, s, t, _ in self._batches(scorer, which, users, targets)]
+        return ndcg(torch.cat(parts).numpy(), 10)
+
+    def negatives(self, which: Split, mode: SampledMode, users: np.ndarray | None = None) -> np.ndarray:
+        """(n_users, n_negatives) sampled negative item indices for `users` (default: all with a target).
+
+        Drawn once per (split, mode) for all users of the split, so a user's negatives do not depend on
+        which other users are evaluated. Index 0 (PAD) only pads users with too few possible negatives.
+        """
+        if mode not in SAMPLED_MODES:
+            raise EvaluationError(f"negatives exist for {', '.join(SAMPLED_MODES)}, not {mode!r}")
+        key = (which, mode)
+        if key not in self._negatives:
+            self._negatives[key] = draw_negatives(
+                self.split,
+                which,
+                mode,
+                n_negatives=self.cfg.n_negatives,
+                seed=self.cfg.seed,
+                popularity=self.popularity(),
+            )
+        negs = self._negatives[key][0]
+        if users is None:
+            return negs.copy()
+        return negs[self._positions(which, np.asarray(users, dtype=np.int64))]
+
+    # ------------------------------------------------------------------ ranking
+
+    def _rank(
+        self,
+        scorer: Scorer,
+        which: Split,
+        users: np.ndarray,
+        targets: np.ndarray,
+        sampled: Sequence[SampledMode],
+        with_genres: bool,
+    ) -> _Ranks:
+        """One pass over the score batches: full ranks, sampled ranks, coverage and genre metrics."""
+        negatives = {m: self.negatives(which, m, users) for m in sampled}
+        ranks = _Ranks(sampled={m: [] for m in sampled})
         k_cov = min(COVERAGE_K, self.split.n_items)
-        for start, stop, scores, target in self._batches(scorer, which, users, targets):
-            full_parts.append(rank_of_target(scores, target).cpu())
-            values, top = scores.topk(k_cov, dim=1)  # (B, k)
-            if covered is None:
-                covered = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
-            covered[top[torch.isfinite(values)]] = True
+        k_top = min(max([k_cov, *self.ks]) if with_genres else k_cov, self.split.n_items)
+        genre_matrix: torch.Tensor | None = None
+        for start, stop, scores, target, hist in self._batches(scorer, which, users, targets):
+            ranks.full.append(rank_of_target(scores, target).cpu())
+            values, top = scores.topk(k_top, dim=1)  # (B, k_top), best first
+            finite = torch.isfinite(values)
+            if ranks.covered is None:
+                ranks.covered = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
+            ranks.covered[top[:, :k_cov][finite[:, :k_cov]]] = True
+            if with_genres:
+                assert self.genres is not None
+                if genre_matrix is None:
+                    genre_matrix = torch.as_tensor(self.genres.matrix, device=scores.device)
+                # an excluded (-inf) item in the top k means the ranking ran out of candidates: no item
+                no_item = torch.isneginf(values)
+                self._genre_batch(ranks.genre, genre_matrix, top.masked_fill(no_item, 0), target, hist)
             for m in sampled:
                 negs = torch.as_tensor(negatives[m][start:stop], device=scores.device)
                 candidates = torch.cat([target.unsqueeze(1), negs], dim=1)  # (B, 1 + n_neg), target first
                 zero = torch.zeros(len(candidates), dtype=torch.int64, device=scores.device)
-                sampled_parts[m].append(rank_of_target(scores.gather(1, candidates), zero).cpu())
+                ranks.sampled[m].append(rank_of_target(scores.gather(1, candidates), zero).cpu())
+        return ranks
 
-        full_ranks = torch.cat(full_parts).numpy()
-        out: dict[str, Any] = {}
-        if "full" in modes:
-            out["full"] = metric_table(full_ranks, self.ks)
-        for m in sampled:
-            out[m] = metric_table(torch.cat(sampled_parts[m]).numpy(), self.ks)
-        assert covered is not None  # at least one batch ran
-        out["coverage@10"] = float(covered[1:].sum().item()) / self.split.n_items
-        out["long_tail"] = self._long_tail(full_ranks, targets)
-        out["n_users"] = int(len(users))
-        out["protocol"] = {
+    def _protocol(
+        self, which: Split, sampled: Sequence[SampledMode], targets: np.ndarray | None
+    ) -> dict[str, Any]:
+        """The "protocol" entry of a result; `targets` (the users' targets) only with genre metrics."""
+        protocol: dict[str, Any] = {
             "split": which,
             "filter_seen": self.cfg.filter_seen,
             "seen_policy": SEEN_POLICY if self.cfg.filter_seen else "no filtering (PAD only)",
@@ -135,32 +228,19 @@ class Evaluator:
             "tie_policy": TIE_POLICY,
             "long_tail": LONG_TAIL_POLICY,
         }
-        return out
-
-    def evaluate_ndcg10(self, scorer: Scorer, which: Split = "val", users: np.ndarray | None = None) -> float:
-        """Full-ranking NDCG@10 only: the cheap per-epoch early-stopping signal (protocol of `evaluate`)."""
-        users = self._users(which, users)
-        targets = self.split.targets_all(which)[users]
-        parts = [rank_of_target(s, t).cpu() for _, _, s, t in self._batches(scorer, which, users, targets)]
-        return ndcg(torch.cat(parts).numpy(), 10)
-
-    def negatives(self, which: Split, mode: Mode, users: np.ndarray | None = None) -> np.ndarray:
-        """(n_users, n_negatives) sampled negative item indices for `users` (default: all with a target).
-
-        Drawn once per (split, mode) for all users of the split, so a user's negatives do not depend on
-        which other users are evaluated. Index 0 (PAD) only pads users with too few possible negatives.
-        """
-        if mode not in SAMPLED_MODES:
-            raise EvaluationError(f"negatives exist for {', '.join(SAMPLED_MODES)}, not {mode!r}")
-        key = (which, mode)
-        if key not in self._negatives:
-            self._negatives[key] = self._draw_negatives(which, mode)
-        negs = self._negatives[key][0]
-        if users is None:
-            return negs.copy()
-        return negs[self._positions(which, np.asarray(users, dtype=np.int64))]
-
-    # ------------------------------------------------------------------ ranking
+        if targets is not None:
+            assert self.genres is not None
+            labelled_targets = self.genres.matrix[targets].any(axis=1)
+            protocol["genres"] = {
+                "column": self.genres.column,
+                "n_genres": len(self.genres.names),
+                "n_items_with_genres": self.genres.n_items_with_genres,
+                "n_users": int(labelled_targets.sum()),  # users whose target has a genre
+                "genre_precision": GENRE_PRECISION_DEFINITION,
+                "genre_ndcg": GENRE_NDCG_DEFINITION,
+                "list": GENRE_LIST_POLICY,
+            }
+        return protocol
 
     def _users(self, which: Split, users: np.ndarray | None) -> np.ndarray:
         if which not in ("val", "test"):
@@ -189,8 +269,8 @@ class Evaluator:
 
     def _batches(
         self, scorer: Scorer, which: Split, users: np.ndarray, targets: np.ndarray
-    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
-        """Yield (start, stop, scores (B, n_items + 1) with exclusions applied, targets (B,))."""
+    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, list[np.ndarray]]]:
+        """Yield (start, stop, scores (B, n_items + 1) with exclusions applied, targets (B,), histories)."""
         histories = self.split.inputs(which, users)
         bs = self.cfg.batch_size
         with torch.inference_mode():
@@ -200,7 +280,7 @@ class Evaluator:
                 scores = self._scores(scorer, users[start:stop], hist)
                 target = torch.as_tensor(targets[start:stop], dtype=torch.int64, device=scores.device)
                 self._exclude(scores, hist, target)
-                yield start, stop, scores, target
+                yield start, stop, scores, target, hist
 
     def _scores(self, scorer: Scorer, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
         name = getattr(scorer, "name", type(scorer).__name__)
@@ -226,16 +306,70 @@ class Evaluator:
     def _exclude(self, scores: torch.Tensor, histories: Sequence[np.ndarray], target: torch.Tensor) -> None:
         """PAD -> -inf; with filter_seen also the input-history items, but never the target."""
         scores[:, 0] = -math.inf
-        if not self.cfg.filter_seen:
+        index = self._seen_index(histories, scores.device)
+        if index is None:
             return
+        target_scores = scores.gather(1, target.unsqueeze(1))  # (B, 1), restored after masking
+        scores[index] = -math.inf
+        scores.scatter_(1, target.unsqueeze(1), target_scores)
+
+    def _seen_index(
+        self, histories: Sequence[np.ndarray], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(rows, cols) of the input-history items that filter_seen excludes; None when nothing is."""
+        if not self.cfg.filter_seen:
+            return None
         lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
         if lengths.sum() == 0:
-            return
-        cols = torch.as_tensor(np.concatenate(histories).astype(np.int64), device=scores.device)
-        rows = torch.as_tensor(np.repeat(np.arange(len(histories)), lengths), device=scores.device)
-        target_scores = scores.gather(1, target.unsqueeze(1))  # (B, 1), restored after masking
-        scores[rows, cols] = -math.inf
-        scores.scatter_(1, target.unsqueeze(1), target_scores)
+            return None
+        cols = torch.as_tensor(np.concatenate(histories).astype(np.int64), device=device)
+        rows = torch.as_tensor(np.repeat(np.arange(len(histories)), lengths), device=device)
+        return rows, cols
+
+    # ------------------------------------------------------------------ genres
+
+    @staticmethod
+    def _genre_means(parts: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+        """Mean of each genre metric over the users whose target has a genre (NaN when none has)."""
+        out: dict[str, float] = {}
+        for key, values in parts.items():
+            per_user = torch.cat(values)
+            labelled = per_user[~torch.isnan(per_user)]
+            out[key] = float(labelled.mean()) if labelled.numel() else float("nan")
+        return out
+
+    def _genre_batch(
+        self,
+        parts: dict[str, list[torch.Tensor]],
+        genres: torch.Tensor,
+        top: torch.Tensor,
+        target: torch.Tensor,
+        histories: Sequence[np.ndarray],
+    ) -> None:
+        """Append per-user genre_precision@k / genre_ndcg@k of one batch to `parts` (NaN = no genre).
+
+        `top` (B, k_top) item indices best first, 0 where the slot holds an excluded item. The ideal
+        list of genre_ndcg comes from the ranking's candidates: PAD and the filtered history are excluded
+        exactly as in `_exclude`, the target never is.
+        """
+        n_cols = self.split.n_items + 1
+        if top.shape[1] < max(self.ks):  # a catalogue smaller than k: the missing slots hold no item
+            top = torch.nn.functional.pad(top, (0, max(self.ks) - top.shape[1]), value=0)
+        # the ideal list needs (rows, n_items + 1) relevance and mask tensors: bound them to ~2**24
+        # elements per chunk so that large catalogues do not double the memory of the score batch
+        rows = max(1, GENRE_CHUNK_ELEMENTS // n_cols)
+        for lo in range(0, len(target), rows):
+            hi = min(lo + rows, len(target))
+            excluded = torch.zeros(hi - lo, n_cols, dtype=torch.bool, device=genres.device)
+            excluded[:, 0] = True
+            index = self._seen_index(histories[lo:hi], genres.device)
+            if index is not None:
+                excluded[index] = True
+                chunk_target = target[lo:hi].to(genres.device)
+                excluded[torch.arange(hi - lo, device=genres.device), chunk_target] = False
+            metrics = genre_metrics_per_user(top[lo:hi], target[lo:hi], genres, self.ks, excluded)
+            for key, values in metrics.items():
+                parts.setdefault(key, []).append(values.cpu())
 
     # ------------------------------------------------------------------ long tail
 
@@ -247,147 +381,4 @@ class Evaluator:
 
     def item_buckets(self) -> np.ndarray:
         """(n_items + 1,) bucket of each item: 0 = head, 1 = mid, 2 = tail (PAD gets -1)."""
-        pop = self.popularity()
-        n = self.split.n_items
-        order = np.argsort(-pop[1:], kind="stable") + 1  # most popular first, ties by item index
-        n_head = math.ceil(HEAD_SHARE * n)
-        n_mid = (n - n_head + 1) // 2
-        bucket = np.full(n + 1, -1, dtype=np.int64)
-        bucket[order[:n_head]] = 0
-        bucket[order[n_head : n_head + n_mid]] = 1
-        bucket[order[n_head + n_mid :]] = 2
-        return bucket
-
-    def _long_tail(self, ranks: np.ndarray, targets: np.ndarray) -> dict[str, dict[str, Any]]:
-        bucket = self.item_buckets()
-        pop = self.popularity()
-        total = max(int(pop.sum()), 1)
-        target_bucket = bucket[targets]
-        out: dict[str, dict[str, Any]] = {}
-        for b, name in enumerate(BUCKETS):
-            r = ranks[target_bucket == b]
-            items = bucket == b
-            out[name] = {
-                "n_users": int(len(r)),
-                "hr@10": hit_rate(r, 10) if len(r) else None,
-                "ndcg@10": ndcg(r, 10) if len(r) else None,
-                "n_items": int(items.sum()),
-                "share_of_train_interactions": float(pop[items].sum()) / total,
-            }
-        return out
-
-    # ------------------------------------------------------------------ negative sampling
-
-    def _draw_negatives(self, which: Split, mode: Mode) -> tuple[np.ndarray, int]:
-        """(n_split_users, n_neg) negatives for every user of the split; returns them and #short users."""
-        split, n_neg = self.split, self.cfg.n_negatives
-        users = split.users(which)
-        n_items = split.n_items
-        width = n_items + 1
-        rng = np.random.default_rng([self.cfg.seed, ("val", "test").index(which), SAMPLED_MODES.index(mode)])
-
-        # every (row, item) the user ever interacted with, as sorted unique keys row * width + item
-        train = [split.train[u] for u in users]
-        lengths = np.fromiter((len(t) for t in train), dtype=np.int64, count=len(train))
-        rows = np.arange(len(users), dtype=np.int64)
-        known_rows = np.concatenate([np.repeat(rows, lengths), rows, rows])
-        known_items = np.concatenate(
-            [
-                np.concatenate(train).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64),
-                split.val_target[users],
-                split.test_target[users],
-            ]
-        )
-        keep = known_items > 0
-        # sort + drop repeats: a stable (radix) sort is several times faster than np.unique here
-        keys = np.sort(known_rows[keep] * width + known_items[keep], kind="stable")
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
-
-        if mode == "sampled_uniform":
-            weights = np.ones(width, dtype=np.float64)
-        else:
-            weights = self.popularity().astype(np.float64)
-        weights[0] = 0.0
-        positive = weights > 0
-        key_rows, key_items = keys // width, keys % width
-        known_mass = np.bincount(key_rows, weights=weights[key_items], minlength=len(users))
-        n_known_positive = np.bincount(key_rows, weights=positive[key_items], minlength=len(users))
-        n_allowed = int(positive.sum()) - n_known_positive
-        accept = 1.0 - known_mass / max(weights.sum(), 1e-12)
-
-        out = np.zeros((len(users), n_neg), dtype=np.int64)
-        # rejection sampling is fast when most draws are accepted; the few heavy users (or tiny
-        # catalogues) go through the exact per-user path instead
-        easy = (n_allowed >= 2 * n_neg) & (accept >= 0.2)
-        hard = np.flatnonzero(~easy)
-        leftover = self._rejection_sample(rng, out, np.flatnonzero(easy), keys, width, weights, accept, n_neg)
-        hard = np.concatenate([hard, leftover])
-        bounds = np.searchsorted(key_rows, np.stack([hard, hard + 1]))
-        short = 0
-        for r, lo, hi in zip(hard, bounds[0], bounds[1], strict=True):
-            allowed_mask = positive.copy()
-            allowed_mask[key_items[lo:hi]] = False
-            allowed = np.flatnonzero(allowed_mask)
-            if len(allowed) <= n_neg:
-                out[r, : len(allowed)] = allowed
-                short += len(allowed) < n_neg
-            elif mode == "sampled_uniform":
-                out[r] = rng.choice(allowed, size=n_neg, replace=False)
-            else:
-                p = weights[allowed]
-                out[r] = rng.choice(allowed, size=n_neg, replace=False, p=p / p.sum())
-        return out, short
-
-    @staticmethod
-    def _rejection_sample(
-        rng: np.random.Generator,
-        out: np.ndarray,
-        pending: np.ndarray,
-        keys: np.ndarray,
-        width: int,
-        weights: np.ndarray,
-        accept: np.ndarray,
-        n_neg: int,
-        max_rounds: int = 6,
-    ) -> np.ndarray:
-        """Fill `out[pending]` with the first n_neg distinct allowed items of an i.i.d. stream per row.
-
-        Each row keeps its stream across rounds (more draws are appended, never redrawn), so the result
-        is exactly sampling without replacement proportional to `weights` over the allowed items.
-        Returns the rows still unfilled after `max_rounds`.
-        """
-        if len(pending) == 0:
-            return pending
-        uniform = bool(np.all(weights[1:] == weights[1]))
-        cdf = np.cumsum(weights)
-        last_positive = int(np.flatnonzero(weights)[-1])
-        n_items = width - 1
-        draws = np.zeros((len(pending), 0), dtype=np.int64)
-        n_add = int(math.ceil(1.2 * n_neg / max(float(np.median(accept[pending])), 0.2))) + 16
-        for _ in range(max_rounds):
-            if uniform:
-                new = rng.integers(1, n_items + 1, size=(len(pending), n_add))
-            else:
-                u = rng.random((len(pending), n_add)) * cdf[-1]
-                new = np.minimum(np.searchsorted(cdf, u, side="right"), last_positive)
-            draws = np.concatenate([draws, new], axis=1)
-            query = pending[:, None] * width + draws
-            pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-            valid = keys[pos] != query if len(keys) else np.ones(draws.shape, dtype=bool)
-            # first occurrence within each row: a stable sort keeps the earliest draw of each item first
-            order = np.argsort(draws, axis=1, kind="stable")
-            ordered = np.take_along_axis(draws, order, axis=1)
-            dup_sorted = np.zeros(draws.shape, dtype=bool)
-            dup_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-            dup = np.empty_like(dup_sorted)
-            np.put_along_axis(dup, order, dup_sorted, axis=1)
-            valid &= ~dup
-            done = valid.sum(axis=1) >= n_neg
-            if done.any():
-                take = valid[done] & (np.cumsum(valid[done], axis=1) <= n_neg)
-                out[pending[done]] = draws[done][take].reshape(-1, n_neg)
-            pending, draws = pending[~done], draws[~done]
-            if len(pending) == 0:
-                break
-            n_add = draws.shape[1]  # double each row's stream
-        return pending
+        return item_buckets(self.popularity())

@@ -14,11 +14,12 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from bert4rec.io import atomic_write_text
 
 _PACKAGES = ("torch", "lightning", "numpy", "polars", "bert4rec")
 
@@ -31,6 +32,11 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("sampled_popularity", "ndcg@10", "NDCG@10 (sampled, popularity)"),
     ("sampled_uniform", "hr@10", "HR@10 (sampled, uniform)"),
     ("sampled_uniform", "ndcg@10", "NDCG@10 (sampled, uniform)"),
+)
+# shown after the full-ranking columns when any record has them (data with item genres)
+GENRE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("full", "genre_precision@10", "genre P@10"),
+    ("full", "genre_ndcg@10", "genre NDCG@10"),
 )
 
 
@@ -108,20 +114,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and a rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
@@ -131,7 +123,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
-    """A markdown table, one row per record: full and sampled HR@10/NDCG@10, MRR, coverage@10, train s."""
+    """A markdown table, one row per record: full and sampled HR@10/NDCG@10, MRR, coverage@10, train s;
+    plus genre P@10 / genre NDCG@10 (full ranking) when a record has genre metrics."""
     negatives = {r.get("metrics", {}).get("protocol", {}).get("n_negatives", 100) for r in records} or {100}
     datasets = sorted({str(r.get("dataset", "?")) for r in records})
     splits = sorted({str(r.get("metrics", {}).get("protocol", {}).get("split", "test")) for r in records})
@@ -142,13 +135,24 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
         "(popularity-proportional or uniform) and overstate quality compared with full ranking.",
         "",
     ]
-    header = ["model", *(label for _, _, label in TABLE_COLUMNS), "coverage@10", "train s"]
+    columns = TABLE_COLUMNS
+    if any(metric in r.get("metrics", {}).get("full", {}) for r in records for _, metric, _ in GENRE_COLUMNS):
+        columns = (*TABLE_COLUMNS[:3], *GENRE_COLUMNS, *TABLE_COLUMNS[3:])
+        column = next(
+            (g["column"] for r in records if (g := r.get("metrics", {}).get("protocol", {}).get("genres"))),
+            "?",
+        )
+        lines[0] += (
+            f" Genre columns (full ranking, item column {column!r}): share of the top 10 sharing a genre "
+            "with the target, and NDCG@10 graded by Jaccard genre overlap (docs/genre-metrics.md)."
+        )
+    header = ["model", *(label for _, _, label in columns), "coverage@10", "train s"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for r in records:
         m = r.get("metrics", {})
         cells = [str(r.get("model", "?"))]
-        cells += [_fmt(m.get(mode, {}).get(metric)) for mode, metric, _ in TABLE_COLUMNS]
+        cells += [_fmt(m.get(mode, {}).get(metric)) for mode, metric, _ in columns]
         cells += [_fmt(m.get("coverage@10"), 3), _fmt(r.get("train_seconds"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

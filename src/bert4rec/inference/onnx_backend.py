@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bert4rec.data.masking import inference_batch
+from bert4rec.data.collate import inference_batch
 from bert4rec.errors import Bert4RecError
 from bert4rec.models.transformer import SequenceTransformer
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from bert4rec.data.masking import inference_batch
+from bert4rec.data.collate import inference_batch
 from bert4rec.models.transformer import SequenceTransformer
 
 

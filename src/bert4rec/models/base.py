@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from bert4rec.data.sequences import SequenceSplit
 
 
 @runtime_checkable
@@ -25,9 +22,3 @@ class Scorer(Protocol):
     name: str
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor: ...
-
-
-class Recommender(Scorer, Protocol):
-    """A Scorer that can be trained on a leave-one-out split."""
-
-    def fit(self, split: SequenceSplit) -> Recommender: ...

@@ -1,6 +1,6 @@
 """Non-sequential baselines that show when BERT4Rec is worth its cost: popularity, item-KNN, MF (ALS).
 
-All three follow the `Recommender` protocol of `bert4rec.models.base`:
+All three are a `Scorer` (`bert4rec.models.base`) with a `fit`:
 
 * `fit(split)` learns from `split.train` only, never from the validation or test targets;
 * `score(users, histories)` scores from the *given* histories (at test time the validation item is

@@ -1,8 +1,9 @@
 """BERT4Rec (Sun et al., 2019): a bidirectional Transformer trained with the Cloze objective.
 
 The network is the shared backbone with full (non-causal) attention. What makes it BERT4Rec lives
-in the data side (`bert4rec.data.masking`): random items are replaced by [MASK] during training,
-and at inference a [MASK] is appended after the history and its hidden state is scored.
+in the data side (`bert4rec.data.masking`, `bert4rec.data.collate`): random items are replaced by
+[MASK] during training, and at inference a [MASK] is appended after the history and its hidden
+state is scored.
 """
 
 from __future__ import annotations

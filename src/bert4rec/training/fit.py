@@ -21,23 +21,19 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import polars as pl
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, RandomSampler
 
-from bert4rec.config import ExperimentConfig
-from bert4rec.data.masking import (
-    BertCollator,
-    ClozeConfig,
-    LengthBucketSampler,
-    NextItemCollator,
-    WindowDataset,
-)
+from bert4rec.config import ExperimentConfig, TrainConfig
+from bert4rec.data.collate import BertCollator, NextItemCollator
+from bert4rec.data.masking import ClozeConfig
+from bert4rec.data.samplers import LengthBucketSampler
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
+from bert4rec.data.windows import WindowDataset
 from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
@@ -45,6 +41,7 @@ from bert4rec.models import build_transformer
 from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.resources import check_training_memory
+from bert4rec.run_logs import read_history
 from bert4rec.training.module import VAL_METRIC, SequenceModule
 
 log = logging.getLogger(__name__)
@@ -261,6 +258,47 @@ def fit_transformer(
     `training.progress.ProgressFile`).
     """
     tc = cfg.train
+    model = _build_model(split, cfg, content)
+    loader = make_train_loader(split, cfg)
+    validate = ValidationNDCG(
+        Evaluator(split, cfg.eval), validation_users(split, tc.limit_val_users, tc.seed)
+    )
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=VAL_METRIC,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        save_on_train_epoch_end=True,
+    )
+    callbacks = [checkpoint, *_callbacks(tc, progress), *extra_callbacks]
+    ckpt_path = _resume_from(ckpt_dir) if resume else None
+    trainer = _make_trainer(tc, run_dir, ckpt_path, [*loggers], callbacks, progress, n_batches=len(loader))
+    world = trainer.num_nodes * trainer.num_devices  # trainer.world_size is only set inside fit
+    loader = shard_train_loader(loader, world)
+    module = SequenceModule(
+        model,
+        tc,
+        total_steps=tc.epochs * _steps_per_epoch(loader, world),
+        validate=validate,
+        sampler=make_negative_sampler(split, cfg),
+    )
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    train_seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return FitResult(model.cpu().eval(), train_seconds, trainer.current_epoch, None, is_global_zero=False)
+    return _best_result(module, trainer, checkpoint, run_dir, train_seconds)
+
+
+def _build_model(
+    split: SequenceSplit, cfg: ExperimentConfig, content: torch.Tensor | None
+) -> SequenceTransformer:
+    """Seed everything, check the config and memory, then build the untrained network."""
+    tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
@@ -274,22 +312,12 @@ def fit_transformer(
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
     if tc.output_bias_init == "log_popularity":
         model.init_output_bias(torch.from_numpy(split.item_popularity()))  # a resume overwrites it
-    loader = make_train_loader(split, cfg)
-    validate = ValidationNDCG(
-        Evaluator(split, cfg.eval), validation_users(split, tc.limit_val_users, tc.seed)
-    )
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor=VAL_METRIC,
-        mode="max",
-        save_top_k=1,
-        save_last=True,
-        save_on_train_epoch_end=True,
-    )
-    callbacks: list[Any] = [
-        checkpoint,
+    return model
+
+
+def _callbacks(tc: TrainConfig, progress: bool) -> list[Callback]:
+    """Early stopping, the wall-clock budget, the progress bar and the random streams' checkpointing."""
+    callbacks: list[Callback] = [
         EarlyStopping(monitor=VAL_METRIC, mode="max", patience=tc.patience, check_on_train_epoch_end=True),
     ]
     if tc.max_minutes:
@@ -297,16 +325,33 @@ def fit_transformer(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     callbacks.append(_TrainingRandomness(tc.seed))
-    callbacks.extend(extra_callbacks)
+    return callbacks
+
+
+def _resume_from(ckpt_dir: Path) -> str | None:
+    """`ckpt_dir/last.ckpt` when it exists (checked first: a tampered file is refused), else None."""
     last = ckpt_dir / "last.ckpt"
-    ckpt_path = None
-    if resume and (last.exists() or last.is_symlink()):
+    if last.exists() or last.is_symlink():
         load_checkpoint(last, ckpt_dir)  # refuses a tampered file before Lightning reads it
-        ckpt_path = str(last)
-    elif resume:
-        log.info("no checkpoint at %s; starting from scratch", last)
-    csv_logger = CSVLogger(str(run_dir), name="logs", version=_log_version(Path(run_dir) / "logs", ckpt_path))
-    trainer = L.Trainer(
+        return str(last)
+    log.info("no checkpoint at %s; starting from scratch", last)
+    return None
+
+
+def _make_trainer(
+    tc: TrainConfig,
+    run_dir: Path,
+    ckpt_path: str | None,
+    loggers: list[Logger],
+    callbacks: list[Callback],
+    progress: bool,
+    *,
+    n_batches: int,
+) -> L.Trainer:
+    """The Lightning Trainer of train.*: CSV logs under `run_dir/logs` plus `loggers`, no Lightning
+    validation loop (validation runs inside the training epoch, see `SequenceModule`)."""
+    csv_logger = CSVLogger(str(run_dir), name="logs", version=_log_version(run_dir / "logs", ckpt_path))
+    return L.Trainer(
         max_epochs=tc.epochs,
         # Lightning ignores a stop request (the Timer's, EarlyStopping's) before min_steps
         min_steps=tc.min_steps,
@@ -324,34 +369,37 @@ def fit_transformer(
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
-        log_every_n_steps=max(1, min(50, len(loader))),
+        log_every_n_steps=max(1, min(50, n_batches)),
         default_root_dir=str(run_dir),
     )
-    world = trainer.num_nodes * trainer.num_devices  # trainer.world_size is only set inside fit
-    loader = shard_train_loader(loader, world)
-    # steps per process and epoch: a sharded loader has its share; a DistributedSampler splits later
-    steps = (
-        len(loader)
-        if isinstance(loader.batch_sampler, ShardedBatchSampler)
-        else math.ceil(len(loader) / world)
-    )
-    module = SequenceModule(
-        model, tc, total_steps=tc.epochs * steps, validate=validate, sampler=make_negative_sampler(split, cfg)
-    )
-    start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
-    train_seconds = time.perf_counter() - start
-    if not trainer.is_global_zero:
-        return FitResult(model.cpu().eval(), train_seconds, trainer.current_epoch, None, is_global_zero=False)
 
+
+def _steps_per_epoch(loader: DataLoader, world: int) -> int:
+    """Optimizer steps per process and epoch: a sharded loader has its share already; a
+    DistributedSampler splits the loader later."""
+    if isinstance(loader.batch_sampler, ShardedBatchSampler):
+        return len(loader)
+    return math.ceil(len(loader) / world)
+
+
+def _best_result(
+    module: SequenceModule,
+    trainer: L.Trainer,
+    checkpoint: ModelCheckpoint,
+    run_dir: Path,
+    train_seconds: float,
+) -> FitResult:
+    """Rank 0 after training: the best checkpoint's weights (or their moving average) and the history."""
     best_path = checkpoint.best_model_path
     if best_path and Path(best_path).exists():
         # after a resume best_path comes from the checkpoint's callback state: checked like any file
-        best_checkpoint = load_checkpoint(Path(best_path), ckpt_dir)
+        best_checkpoint = load_checkpoint(
+            Path(best_path), Path(checkpoint.dirpath or run_dir / "checkpoints")
+        )
         module.on_load_checkpoint(best_checkpoint)  # as on resume: the best may predate train.ema_decay
         module.load_state_dict(best_checkpoint["state_dict"])
     model = module.evaluated_model  # the moving average with train.ema_decay
-    history = read_history(Path(run_dir) / "logs")
+    history = read_history(run_dir / "logs")
     # after ddp_spawn this (main) process did not run the loop: epochs and best score come from the logs
     best = checkpoint.best_model_score
     best_val = float(best) if best is not None else max((r[VAL_METRIC] for r in history), default=None)
@@ -436,33 +484,3 @@ def _log_version(logs_dir: Path, ckpt_path: str | None) -> str:
             shutil.rmtree(folder)
         return ""
     return f"resume-{len(resumed) + 1}"
-
-
-def read_history(logs_dir: Path) -> list[dict[str, Any]]:
-    """Per-epoch rows (epoch, elapsed_s, val_ndcg@10, train_loss_epoch) from the CSV logger's files:
-    `logs_dir/metrics.csv` then `logs_dir/resume-N/metrics.csv`; a later file wins for an epoch."""
-    files = [logs_dir / "metrics.csv"] + [
-        p / "metrics.csv" for p in sorted(logs_dir.glob("resume-*"), key=lambda p: int(p.name.split("-")[1]))
-    ]
-    rows_by_epoch: dict[int, dict[str, Any]] = {}
-    for file in files:
-        for row in _read_metrics(file):
-            rows_by_epoch[int(row["epoch"])] = row
-    return [rows_by_epoch[e] for e in sorted(rows_by_epoch)]
-
-
-def _read_metrics(metrics_csv: Path) -> list[dict[str, Any]]:
-    if not metrics_csv.exists():
-        return []
-    frame = pl.read_csv(metrics_csv)
-    if VAL_METRIC not in frame.columns:
-        return []
-    cols = [c for c in ("epoch", "elapsed_s", VAL_METRIC, "train_loss_epoch") if c in frame.columns]
-    rows = frame.filter(pl.col(VAL_METRIC).is_not_null()).select(cols)
-    if "train_loss_epoch" in frame.columns:
-        losses = frame.filter(pl.col("train_loss_epoch").is_not_null()).select("epoch", "train_loss_epoch")
-        rows = rows.drop("train_loss_epoch").join(losses, on="epoch", how="left")
-    return [
-        {k: (round(v, 5) if isinstance(v, float) and not math.isnan(v) else v) for k, v in r.items()}
-        for r in rows.to_dicts()
-    ]

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from bert4rec.evaluation.results import atomic_write_text
+from bert4rec.io import atomic_write_text
 from bert4rec.training.module import VAL_METRIC
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from bert4rec.api.deps import RecommenderDep
+from bert4rec.api.middleware import content_security_policy
 
 router = APIRouter(tags=["demo"])
 PLACEHOLDER = "/*BOOTSTRAP*/null"
@@ -35,6 +36,19 @@ def demo(rec: RecommenderDep) -> HTMLResponse:
     users = rec.vocab.user_ids
     step = max(1, len(users) // SAMPLE_USERS)
     data = {"sample_users": [u if isinstance(u, int) else str(u) for u in users[::step][:SAMPLE_USERS]]}
-    # "</" inside a <script> would end it early; JSON allows "<\/"
-    payload = json.dumps(data).replace("</", "<\\/")
-    return HTMLResponse(demo_template().replace(PLACEHOLDER, payload, 1))
+    html = demo_template().replace(PLACEHOLDER, script_json(data), 1)
+    return HTMLResponse(html, headers={"Content-Security-Policy": content_security_policy(html)})
+
+
+def script_json(data: object) -> str:
+    """`data` as a JavaScript literal that is safe inside <script> whatever its strings hold.
+
+    Ids and titles come from the training data: "</script>" would end the script early, and "<!--"
+    followed by "<script" makes the HTML parser swallow the real "</script>" (the page script then
+    never runs). So no "<", ">" or "&" reaches the HTML: they are written as \\u003c, \\u003e and
+    \\u0026, which the script reads back as the same characters. ensure_ascii writes everything else
+    beyond ASCII (U+2028/2029, lone surrogates) as \\u escapes too."""
+    text = json.dumps(data, ensure_ascii=True, allow_nan=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escape)
+    return text

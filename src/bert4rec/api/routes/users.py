@@ -12,7 +12,8 @@ from bert4rec.api.schemas import ErrorResponse, ItemResponse, UserResponse
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get("/{user_id}", responses={404: {"model": ErrorResponse, "description": "Unknown user id."}})
+# `:path` so that ids containing "/" (the vocabulary allows any string) are reachable too
+@router.get("/{user_id:path}", responses={404: {"model": ErrorResponse, "description": "Unknown user id."}})
 def get_user(
     user_id: str, rec: RecommenderDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> UserResponse:

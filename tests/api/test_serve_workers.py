@@ -1,0 +1,137 @@
+"""`bert4rec serve --workers N --index ...`: worker processes build the same app from the environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from bert4rec.cli import app
+
+runner = CliRunner()
+KEYS = ("MODEL", "BACKEND", "INDEX", "INDEX_THRESHOLD", "TORCH_THREADS", "TEXT_COLD_START", "INTENTS_CACHE")
+KEYS += ("MAX_BODY_BYTES", "MAX_CONCURRENCY", "REQUEST_TIMEOUT", "ALLOWED_HOSTS", "CORS_ORIGINS", "API_KEY")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """serve --workers writes BERT4REC_* for its workers: restore the environment afterwards."""
+    import torch
+
+    for key in KEYS:
+        monkeypatch.delenv(f"BERT4REC_{key}", raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_workers_start_from_an_import_string_with_the_settings(
+    tiny_artifact, tmp_path, monkeypatch, clean_env
+):
+    import uvicorn
+
+    from bert4rec.api.app import create_app
+    from bert4rec.artifacts import bundle_version
+    from bert4rec.inference.intents import INTENTS_FILE
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_artifact, model)
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))
+    key_file = tmp_path / "key"
+    key_file.write_text("k" * 20)
+    args = ["serve", "--model", str(model), "--workers", "2", "--index", "hnsw", "--port", "9124"]
+    args += ["--max-concurrency", "3", "--max-body-bytes", "5000", "--api-key-file", str(key_file)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ((target, kwargs),) = calls
+    assert target == "bert4rec.api.app:create_app"
+    assert kwargs == {
+        "factory": True,
+        "workers": 2,
+        "host": "127.0.0.1",
+        "port": 9124,
+        "log_level": "info",
+        "server_header": False,
+    }
+    # encoded once, before the workers start, beside the live bundle version it belongs to
+    assert (bundle_version(model) / INTENTS_FILE).is_file()
+    assert os.environ["BERT4REC_INDEX"] == "hnsw" and os.environ["BERT4REC_MODEL"] == str(model)
+    # what each worker does: build the app from the environment alone
+    worker_app = create_app()
+    rec = worker_app.state.recommender
+    assert (rec.model_index.kind, rec.item_index.kind) == ("hnsw", "hnsw")
+    # every worker enforces the limits and the API key the command was given
+    settings = worker_app.state.settings
+    assert (settings.max_concurrency, settings.max_body_bytes) == (3, 5000)
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "k" * 20
+    assert rec.user_intents is not None and rec.user_intents.from_cache
+
+
+def test_serve_index_option_is_checked(tiny_artifact, monkeypatch, clean_env):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("must not start"))
+    result = runner.invoke(app, ["serve", "--model", str(tiny_artifact), "--index", "ivf"])
+    assert result.exit_code == 2 and "unknown index 'ivf'" in result.output
+
+
+@pytest.mark.slow
+def test_two_worker_processes_answer_like_the_recommender(tiny_artifact, tmp_path):
+    import httpx
+
+    from bert4rec.inference.recommender import Recommender
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_artifact, model)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERT4REC_")}
+    cmd = [sys.executable, "-m", "bert4rec.cli", "serve", "--model", str(model), "--port", str(port)]
+    server = subprocess.Popen(
+        [*cmd, "--workers", "2", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.3)
+        rec = Recommender.load(model)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for user in rec.vocab.user_ids[:20]:  # enough requests to reach both workers
+                body = client.post(
+                    "/recommend", json={"query_type": "user_to_item", "user_id": user, "top_k": 5}
+                )
+                assert body.status_code == 200
+                assert [i["item_id"] for i in body.json()["items"]] == [
+                    r.item_id for r in rec.user_to_item(user, 5).items
+                ]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_workers_refuse_training_jobs(tiny_artifact, tmp_path, monkeypatch, clean_env):
+    """POST /model swaps the model in the process that answers it: with several workers it cannot."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("must not start"))
+    args = ["serve", "--model", str(tiny_artifact), "--workers", "2", "--jobs-dir", str(tmp_path / "jobs")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "cannot serve training jobs" in result.output.replace("\n", " ")
