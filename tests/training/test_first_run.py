@@ -103,14 +103,14 @@ class _Steps(Callback):
 
 @pytest.mark.parametrize("min_steps", [None, 7])
 def test_min_steps_trains_on_past_the_time_budget(tmp_path, tiny_prepared, min_steps):
-    # a budget of ~6 ms: the Timer asks to stop after the first step
+    # a budget of ~6 ms: the Timer asks to stop after the first step or two
     cfg = tiny_config(epochs=50, max_minutes=1e-4, min_steps=min_steps)
     per_epoch = len(make_train_loader(tiny_prepared.split, cfg))
     assert per_epoch < 7  # the guarantee must reach into a second epoch
     steps = _Steps()
     result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False, extra_callbacks=[steps])
     if min_steps is None:
-        assert steps.steps == 1
+        assert 1 <= steps.steps < 7  # the budget ends it (how many steps fit in 6 ms is the machine's)
     else:
         assert steps.steps == min_steps  # the step it is reached at, no more
         assert result.epochs == math.ceil(min_steps / per_epoch)
