@@ -239,13 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    from bert4rec.io import atomic_write_text
+    from bert4rec.io import write_json_and_markdown
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / f"{args.name}.json", json.dumps(record, indent=2))
     report = markdown(record)
-    atomic_write_text(args.out / f"{args.name}.md", report)
+    json_path, md_path = write_json_and_markdown(args.out, args.name, record, report)
     print(report)
+    print(f"wrote {json_path} and {md_path}")
     return 0
 
 

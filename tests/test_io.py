@@ -26,3 +26,15 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         assert tmp.suffix == ".csv"  # writers that pick the format from the name still can
         tmp.write_text("whole")
     assert target.read_text() == "whole"
+
+
+def test_write_json_and_markdown_writes_both_files_atomically(tmp_path):
+    import json
+
+    from bert4rec.io import write_json_and_markdown
+
+    folder = tmp_path / "study"  # created on demand
+    json_path, md_path = write_json_and_markdown(folder, "run", {"model": "bert4rec", "x": [1, 2]}, "| a |\n")
+    assert json.loads(json_path.read_text()) == {"model": "bert4rec", "x": [1, 2]}
+    assert md_path.read_text() == "| a |\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["run.json", "run.md"]  # no temporary file left

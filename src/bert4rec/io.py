@@ -49,3 +49,16 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
     """`atomic_write_bytes` of `text` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def write_json_and_markdown(folder: Path, name: str, record: object, report: str) -> tuple[Path, Path]:
+    """A benchmark's `<folder>/<name>.json` (the record, indented) and `<folder>/<name>.md` (its
+    table), each written atomically; returns both paths."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / f"{name}.json", folder / f"{name}.md"
+    atomic_write_text(json_path, json.dumps(record, indent=2))
+    atomic_write_text(md_path, report)
+    return json_path, md_path
