@@ -129,7 +129,9 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
         c for c in ("genre_precision@10", "genre_ndcg@10") if any(c in r["metrics"]["full"] for r in records)
     ]
     for col in genre_cols:
-        table.add_column(col.replace("genre_precision", "genre P"), justify="right")
+        table.add_column(
+            col.replace("genre_precision", "genre P").replace("genre_ndcg", "genre NDCG"), justify="right"
+        )
     table.add_column("coverage@10", justify="right")
     table.add_column("train s", justify="right")
     for r in records:
