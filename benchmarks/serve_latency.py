@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     from bert4rec.inference.recommender import Recommender
 
     torch.set_num_threads(args.torch_threads)
-    rec = Recommender.load(args.model, index=args.index)
+    rec = Recommender.load(args.model, index=args.index, precompute=True)  # as `serve` loads it
     queries = make_queries(rec, args.requests + args.warmup, args.top_k, args.seed)
     print(f"in-process: {args.requests} requests per query type ...", flush=True)
     in_process = bench_in_process(rec, queries, args.warmup)

@@ -764,7 +764,8 @@ def serve(
                 "--workers above 1 cannot serve training jobs (--jobs-dir / BERT4REC_JOBS_DIR): "
                 "POST /model would swap the model in one worker only; use one worker with jobs"
             )
-        options = {"index": index, "index_threshold": index_threshold, "intents_cache": workers > 1}
+        options = {"index": index, "index_threshold": index_threshold, "precompute": True}
+        options["intents_cache"] = workers > 1
         # with workers, this process only checks the bundle and writes the user intents: each worker
         # makes its own ONNX export, if asked, so the parent need not
         if backend not in ("torch", "onnx"):

@@ -94,6 +94,8 @@ def test_finished_job_is_served_by_swapping_the_model(finished_job, api_rec):
         assert swapped.json()["bundle"] == job["bundle"] and swapped.json()["model_type"] == "bert4rec"
         after = client.get("/health").json()["fingerprint"]
         assert after != before  # now the job's model answers
+        # loaded as a server loads a model: every stored user's intent computed up front
+        assert client.app.state.recommender.user_intents is not None
         recs = client.post("/recommend", json={"query_type": "user_to_item", "user_id": "1", "top_k": 5})
         assert recs.status_code == 200, recs.text
         assert len(recs.json()["items"]) == 5 and recs.json()["path"] == "model"

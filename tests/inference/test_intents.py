@@ -51,7 +51,8 @@ def test_model_path_ranks_like_the_plain_scores(bundle):
 
 
 def test_precomputed_user_intents_equal_the_plain_path(bundle):
-    fast, plain = Recommender(bundle), Recommender(bundle, precompute=False)
+    fast, plain = Recommender(bundle, precompute=True), Recommender(bundle)
+    # only a server precomputes (a one-shot query would pay for every user): the default does not
     assert fast.user_intents is not None and plain.user_intents is None
     for user in fast.vocab.user_ids[:30]:
         a, b = fast.user_to_item(user, k=8), plain.user_to_item(user, k=8)
@@ -68,7 +69,7 @@ def test_precomputed_user_intents_equal_the_plain_path(bundle):
 
 def test_onnx_backend_keeps_the_precomputed_user_path(bundle):
     pytest.importorskip("onnxruntime")
-    rec, plain = Recommender(bundle, backend="onnx"), Recommender(bundle, precompute=False)
+    rec, plain = Recommender(bundle, backend="onnx", precompute=True), Recommender(bundle)
     for user in rec.vocab.user_ids[:5]:
         assert [r.item_id for r in rec.user_to_item(user, 5).items] == [
             r.item_id for r in plain.user_to_item(user, 5).items

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from bert4rec import __version__
+from bert4rec.api.deps import load_served
 from bert4rec.api.errors import add_exception_handlers
 from bert4rec.api.middleware import API_KEY_HEADER, install_middleware
 from bert4rec.api.routes import demo, health, items, recommend, users
@@ -73,14 +74,7 @@ def create_app(
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        options = {"index": settings.index, "index_threshold": settings.index_threshold}
-        recommender = Recommender.load(
-            model,
-            backend=settings.backend,
-            threads=settings.torch_threads or 1,
-            intents_cache=settings.intents_cache,
-            **options,
-        )
+        recommender = load_served(model, settings)
     if text_cold_start is None:
         # a bundle with item text vectors (content fusion) serves text queries and new items: its
         # encoder loads now, so a missing `serve` extra fails at startup, not on the first request

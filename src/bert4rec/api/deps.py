@@ -1,12 +1,29 @@
-"""FastAPI dependencies: the one Recommender the app was built with."""
+"""FastAPI dependencies: the one Recommender the app was built with, and how a server loads one."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from bert4rec.api.settings import ServeSettings
 from bert4rec.inference.recommender import Recommender
+
+
+def load_served(path: Path | str, settings: ServeSettings) -> Recommender:
+    """A model folder loaded for serving with `settings` (backend, index, threads): every stored
+    user's intent is computed now, so `user_to_item` is one vector search per request. Used when
+    the app starts and when `POST /model` swaps in a job's model. Raises ArtifactError."""
+    return Recommender.load(
+        path,
+        backend=settings.backend,
+        threads=settings.torch_threads or 1,
+        index=settings.index,
+        index_threshold=settings.index_threshold,
+        precompute=True,
+        intents_cache=settings.intents_cache,
+    )
 
 
 def get_recommender(request: Request) -> Recommender:

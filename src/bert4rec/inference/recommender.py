@@ -118,7 +118,7 @@ class Recommender:
         new_item_exposure: float | None = None,
         index: str = "auto",
         index_threshold: int = DEFAULT_THRESHOLD,
-        precompute: bool = True,
+        precompute: bool = False,
         intents_cache: bool = False,
     ) -> None:
         """`backend="onnx"` scores with an in-memory ONNX Runtime export (`threads` intra-op threads;
@@ -129,9 +129,10 @@ class Recommender:
         `index` searches the item vectors `exact`ly, with faiss `hnsw`, or `auto` (HNSW above
         `index_threshold` items); see `inference.index`. `precompute` encodes every stored user
         history once now, so `user_to_item` is one vector search instead of a model call (4.8 s for
-        ML-1M's 6,040 users, 50-item window, one core). `intents_cache` stores them beside the bundle
-        as intents.safetensors and reuses a matching file (what `serve --workers N` does, so N
-        processes encode once)."""
+        ML-1M's 6,040 users, 50-item window, one core): what a server wants, not a one-shot query
+        (the server turns it on; see `api.deps.load_served`). `intents_cache` (implies
+        `precompute`) stores them beside the bundle as intents.safetensors and reuses a matching
+        file (what `serve --workers N` does, so N processes encode once)."""
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         self.bundle = bundle
@@ -178,7 +179,7 @@ class Recommender:
         # stored histories hold trained items only, whose input embeddings added items never change:
         # their intents are computed once, from the bundle's model
         self.user_intents: UserIntents | None = None
-        if precompute:
+        if precompute or intents_cache:
             cache = bundle.path / INTENTS_FILE if intents_cache and bundle.path is not None else None
             digest = str(bundle.manifest.get("files", {}).get("model.safetensors", ""))
             self.user_intents = UserIntents.compute(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from bert4rec.api.deps import load_served
 from bert4rec.api.schemas import ErrorResponse
 from bert4rec.errors import ArtifactError
 from bert4rec.inference.recommender import Recommender
@@ -184,7 +185,7 @@ def serve_job_model(body: ServeRequest, request: Request, jobs: JobsDep) -> Serv
     try:
         path = jobs.bundle(body.job_id)
         current: Recommender = request.app.state.recommender
-        new = Recommender.load(path)
+        new = load_served(path, request.app.state.settings)
         if current.content is not None:  # keep text cold start on when it was
             new.enable_content()
     except JobNotFoundError as err:
