@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         _measure(*args.measure)
         return 0
 
-    from bert4rec.io import atomic_write_text
+    from bert4rec.io import atomic_write_text, write_json_and_markdown
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     csv = args.workdir / "ratings.csv"
@@ -180,10 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "runs": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "large_data.json", json.dumps(record, indent=2) + "\n")
     table = _markdown(record)
-    atomic_write_text(args.out / "large_data.md", table)
+    write_json_and_markdown(args.out, "large_data", record, table)
     print(table)
     return 0
 

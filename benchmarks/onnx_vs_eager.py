@@ -33,7 +33,7 @@ import torch
 
 from bert4rec.artifacts import load_bundle
 from bert4rec.data.collate import inference_batch
-from bert4rec.io import atomic_write_text
+from bert4rec.io import write_json_and_markdown
 from bert4rec.models.transformer import SequenceTransformer
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
@@ -258,10 +258,8 @@ def main() -> None:
             "commit": commit,
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out / f"{args.name}.md", render_md(result))
-    print(f"wrote {args.out / args.name}.json / .md")
+    json_path, md_path = write_json_and_markdown(args.out, args.name, result, render_md(result))
+    print(f"wrote {json_path} and {md_path}")
     tmp.cleanup()
 
 

@@ -36,5 +36,6 @@ def test_write_json_and_markdown_writes_both_files_atomically(tmp_path):
     folder = tmp_path / "study"  # created on demand
     json_path, md_path = write_json_and_markdown(folder, "run", {"model": "bert4rec", "x": [1, 2]}, "| a |\n")
     assert json.loads(json_path.read_text()) == {"model": "bert4rec", "x": [1, 2]}
+    assert json_path.read_text().endswith("}\n")  # ends with a newline, as every results file
     assert md_path.read_text() == "| a |\n"
     assert sorted(p.name for p in folder.iterdir()) == ["run.json", "run.md"]  # no temporary file left

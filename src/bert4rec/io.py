@@ -59,6 +59,6 @@ def write_json_and_markdown(folder: Path, name: str, record: object, report: str
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / f"{name}.json", folder / f"{name}.md"
-    atomic_write_text(json_path, json.dumps(record, indent=2))
+    atomic_write_text(json_path, json.dumps(record, indent=2) + "\n")
     atomic_write_text(md_path, report)
     return json_path, md_path
