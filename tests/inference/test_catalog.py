@@ -279,3 +279,14 @@ def test_exposure_knob_moves_new_items_bias(rec):
     assert rec.state.model.head_bias[n + 1].item() == pytest.approx(biases.max().item())
     with pytest.raises(ValueError, match="between 0 and 1"):
         catalog_module.new_item_bias(rec.bundle.model, n, 1.5)
+
+
+def test_enabling_text_keeps_the_built_indexes(folder, minilm):
+    """Turning on text queries adds the text index only: the item and intent indexes (an HNSW
+    build of minutes at a million items) and the scorer are the ones already built."""
+    r = Recommender.load(folder)
+    before = r.state
+    r.enable_content(minilm)
+    assert r.content is not None and before.content is None
+    assert (r.item_index, r.model_index, r.scorer) == (before.item_index, before.model_index, before.scorer)
+    assert r.state.catalog is before.catalog

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -354,7 +354,10 @@ class Recommender:
             else:
                 self._content_cache = Path(cache) if cache else None
             self._text_enabled = True
-            self._state = self._build_state(self._state.catalog)
+            # same catalogue, same model: only the text index is new (the item and intent indexes,
+            # an HNSW build of minutes at a million items, are kept)
+            state = self._state
+            self._state = replace(state, content=self._content_index(state.catalog, state.model))
         assert self._state.content is not None
         return self._state.content
 
