@@ -45,3 +45,10 @@ def test_two_texts_never_resolve_to_the_same_item(int_vocab):
     texts = ["1", "10", "1_0", " 1 ", "+1", "١", "01", "25", "2_5"]
     found = [int_vocab.item_idx(t) for t in texts if int_vocab.has_item(t)]
     assert len(found) == len(set(found)) == 3
+
+
+def test_canonical_int_reads_only_the_canonical_decimal_form():
+    from bert4rec.data.vocab import canonical_int
+
+    assert [canonical_int(t) for t in ("0", "10", "-3")] == [0, 10, -3]
+    assert [canonical_int(t) for t in ("1_0", " 10", "+10", "010", "-0", "١", "", "1.0")] == [None] * 8

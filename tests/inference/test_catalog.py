@@ -290,3 +290,14 @@ def test_enabling_text_keeps_the_built_indexes(folder, minilm):
     assert r.content is not None and before.content is None
     assert (r.item_index, r.model_index, r.scorer) == (before.item_index, before.model_index, before.scorer)
     assert r.state.catalog is before.catalog
+
+
+@pytest.mark.parametrize("text", ["9_07", " 907", "907 ", "+907", "0907", "٩٠٧"])
+def test_new_integer_ids_must_be_canonical_decimal_text(rec, text):
+    """Integer catalogues: a text becomes an id only in canonical form, as in every lookup, so
+    "9_07" cannot create item 907 (which "907" then would not find as a different item)."""
+    with pytest.raises(CatalogError, match="canonical decimal form") as err:
+        rec.add_item(text, metadata={"title": "Item 907", "genres": NEW_GENRE})
+    assert err.value.field == "item_id" and not rec.vocab.has_item(907)
+    rec.add_item("907", metadata={"title": "Item 907", "genres": NEW_GENRE})
+    assert 907 in rec.vocab.item_ids  # the canonical text gives the integer id

@@ -22,6 +22,13 @@ PAD = 0
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
+def canonical_int(text: str) -> int | None:
+    """The integer `text` spells in canonical decimal form ("10", "-3", "0"), else None: "1_0",
+    " 10 ", "+10", "010" and non-ASCII digits are no integers here, so two different texts never
+    name the same integer id."""
+    return int(text) if _CANONICAL_INT.fullmatch(text) else None
+
+
 @dataclass
 class Vocab:
     item_ids: list[Any]  # external item id of index i + 1
@@ -62,8 +69,8 @@ class Vocab:
             return index[key]
         if isinstance(key, int | np.integer):
             return index.get(str(key))
-        if isinstance(key, str) and _CANONICAL_INT.fullmatch(key):
-            return index.get(int(key))
+        if isinstance(key, str) and (number := canonical_int(key)) is not None:
+            return index.get(number)
         return None
 
     def item_idx(self, item_id: Any) -> int:

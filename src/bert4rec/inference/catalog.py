@@ -37,7 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from bert4rec.data.vocab import Vocab
+from bert4rec.data.vocab import Vocab, canonical_int
 from bert4rec.errors import (
     ArtifactError,
     CatalogConflictError,
@@ -349,21 +349,25 @@ class ItemCatalog:
 
     # ------------------------------------------------------------------ updates
     def _canonical_id(self, item_id: Any) -> Any:
-        """A new item's id in the type of the trained ids (ints stay ints: "42" -> 42)."""
+        """A new item's id in the type of the trained ids (ints stay ints: "42" -> 42). A text becomes
+        an integer id only in canonical decimal form, as in `Vocab` lookups: "4_2", " 42", "+42"
+        are refused, so two different texts never name the same item."""
         if isinstance(item_id, bool) or not isinstance(item_id, int | str):
             raise CatalogError(f"item id must be a string or an integer, got {item_id!r}", "item_id")
         if isinstance(item_id, str):
-            item_id = item_id.strip()
-            if not item_id or len(item_id) > MAX_ID_CHARS:
+            stripped = item_id.strip()
+            if not stripped or len(stripped) > MAX_ID_CHARS:
                 raise CatalogError(f"item id must have 1..{MAX_ID_CHARS} characters", "item_id")
         if self.trained_vocab.item_ids and all(isinstance(i, int) for i in self.trained_vocab.item_ids[:100]):
-            try:
-                return int(item_id)
-            except ValueError:
+            number = item_id if isinstance(item_id, int) else canonical_int(item_id)
+            if number is None:
                 raise CatalogError(
-                    f"item id {item_id!r} is not an integer, and this catalogue's ids are integers", "item_id"
-                ) from None
-        return str(item_id)
+                    f"item id {item_id!r} is not an integer in canonical decimal form, and this "
+                    "catalogue's ids are integers",
+                    "item_id",
+                )
+            return number
+        return item_id.strip() if isinstance(item_id, str) else str(item_id)
 
     def prepare_new(self, item: NewItem) -> tuple[Any, str | None, dict[str, Any], str]:
         """Check one item to add; returns (canonical id, description, metadata, text to embed).
