@@ -159,13 +159,12 @@ def test_a_crash_mid_write_leaves_the_previous_catalogue(rec, folder, minilm, mo
     before = rec.catalog_info()
 
     def crash(*args, **kwargs):
-        if crash_at == "write":  # half a file written, then the process dies
-            with open(args[1], "wb") as f:
-                f.write(b"\x00" * 10)
         raise OSError("simulated crash")
 
-    target = "save_file" if crash_at == "write" else "os.replace"
-    monkeypatch.setattr(f"bert4rec.inference.catalog.{target}", crash)
+    # "write": the temporary file holds the bytes but the process dies before they are flushed;
+    # "rename": it dies between the flushed file and the rename
+    target = "os.fsync" if crash_at == "write" else "os.replace"
+    monkeypatch.setattr(f"bert4rec.io.{target}", crash)
     with pytest.raises(CatalogWriteError, match="nothing changed"):
         rec.add_item(905, metadata={"title": "Item 905", "genres": NEW_GENRE})
     assert rec.catalog_info() == before and not rec.vocab.has_item(905)  # still serving the old version

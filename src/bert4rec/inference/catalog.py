@@ -22,9 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ import numpy as np
 import polars as pl
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from bert4rec.data.vocab import Vocab, canonical_int
@@ -47,6 +45,7 @@ from bert4rec.errors import (
 )
 from bert4rec.inference.content import metadata_text
 from bert4rec.inference.filters import MetadataFilter
+from bert4rec.io import atomic_write_bytes
 from bert4rec.models.transformer import SequenceTransformer
 
 log = logging.getLogger(__name__)
@@ -521,25 +520,15 @@ class CatalogStore:
             "items": json.dumps(rows, default=str),
             "retired": json.dumps(retired, default=str),
         }
-        tmp: str | None = None
         try:
             self.folder.mkdir(exist_ok=True)
             if path.exists():
                 raise CatalogWriteError(f"{path} exists already: another process updates this catalogue")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.folder)
-            os.close(fd)
-            save_file({"vectors": vectors.contiguous()}, tmp, metadata=meta)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            tmp = None
+            atomic_write_bytes(path, save_safetensors({"vectors": vectors.contiguous()}, metadata=meta))
         except OSError as err:
             raise CatalogWriteError(
                 f"could not save the catalogue to {path} ({err}); nothing changed"
             ) from err
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
         for old in self.versions()[:-KEEP_VERSIONS]:
             self.path(old).unlink(missing_ok=True)
         return path
