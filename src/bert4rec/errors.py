@@ -61,6 +61,11 @@ class ContentUnavailableError(Bert4RecError, RuntimeError):
     """Text cold start was asked for but is not enabled, or its optional dependencies are missing."""
 
 
+class IndexUnavailableError(Bert4RecError, RuntimeError):
+    """The item index cannot answer: a vector database is unreachable or failed, or its collection
+    was rebuilt from other vectors by another process (a query never gets stale scores)."""
+
+
 class CatalogError(Bert4RecError, ValueError):
     """A catalogue update is malformed (empty or oversized text, unknown metadata field, wrong type).
 

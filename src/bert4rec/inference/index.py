@@ -1,4 +1,4 @@
-"""Vector search over a fixed matrix of item vectors: exact, or approximate (faiss HNSW).
+"""Vector search over a fixed matrix of item vectors: exact, approximate (faiss HNSW), or in Qdrant.
 
 Row j holds item index j (row 0 is PAD: it never comes back from a search). Two metrics:
     cosine  item-to-item similarity of the model's output item vectors (rows normalised once)
@@ -9,7 +9,8 @@ Row j holds item index j (row 0 is PAD: it never comes back from a search). Two 
 `ExactIndex` is one matrix-vector product: under a millisecond at MovieLens scale, ~20 ms at 1M
 64-d items. `HnswIndex` is faiss's HNSW graph: a few hundred vector comparisons per query, whatever
 the catalogue size (benchmarks/results/serving/vector_index.md). `build_index(kind="auto")` picks exact below
-`threshold` items and HNSW above it.
+`threshold` items and HNSW above it. `build_index(kind="qdrant")` keeps the vectors in a Qdrant server
+or cluster (or qdrant-client's local mode): `bert4rec.inference.qdrant_index`.
 
 Both answer `search(query, k, exclude, mask)` with the same contract: at most `k` item indices, best
 first, never PAD, never an index in `exclude`, and only items where `mask` is True. Metadata filters
@@ -20,6 +21,7 @@ graph search that comes back with fewer than the items available falls back to t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -30,8 +32,8 @@ import torch.nn.functional as F
 from bert4rec.errors import ConfigError
 
 Metric = Literal["cosine", "ip"]
-IndexKind = Literal["auto", "exact", "hnsw"]
-INDEX_KINDS: tuple[str, ...] = ("auto", "exact", "hnsw")
+IndexKind = Literal["auto", "exact", "hnsw", "qdrant"]
+INDEX_KINDS: tuple[str, ...] = ("auto", "exact", "hnsw", "qdrant")
 # `auto` switches to HNSW above this many items: an exact 64-d search over 200k items takes ~3-5 ms on
 # one core of the 2-core benchmark machine, HNSW well under 1 ms (benchmarks/results/serving/vector_index.md)
 DEFAULT_THRESHOLD = 200_000
@@ -290,13 +292,23 @@ def build_index(
     kind: str = "auto",
     threshold: int = DEFAULT_THRESHOLD,
     metric: Metric = "cosine",
+    *,
+    qdrant: Mapping[str, Any] | None = None,
+    payload: Callable[[int], Mapping[str, Any]] | None = None,
+    active: np.ndarray | None = None,
     **hnsw: Any,
-) -> ExactIndex | HnswIndex:
-    """An index over `vectors` (n_items + 1, D), row 0 PAD: `exact`, `hnsw` (faiss), or `auto` (HNSW
-    when there are more than `threshold` items and faiss is installed, else exact). `hnsw` keyword
-    arguments go to `HnswIndex` (m, ef_construction, ef_search, exact_below)."""
+) -> VectorIndex:
+    """An index over `vectors` (n_items + 1, D), row 0 PAD: `exact`, `hnsw` (faiss), `auto` (HNSW
+    when there are more than `threshold` items and faiss is installed, else exact) or `qdrant` (a
+    `QdrantIndex`: `qdrant` holds its `QdrantOptions` fields, url or path first; `payload(idx)` the
+    item payload stored with each point, `active` the rows stored). `hnsw` keyword arguments go to
+    `HnswIndex` (m, ef_construction, ef_search, exact_below)."""
     if kind not in INDEX_KINDS:
         raise ConfigError(f"unknown index {kind!r}: use one of {', '.join(INDEX_KINDS)}")
+    if kind == "qdrant":
+        from bert4rec.inference.qdrant_index import QdrantIndex
+
+        return QdrantIndex(vectors, metric, qdrant, payload=payload, active=active)
     n_items = int(vectors.shape[0]) - 1
     if kind == "auto":
         if n_items <= threshold:

@@ -120,6 +120,7 @@ class Recommender:
         index_threshold: int = DEFAULT_THRESHOLD,
         precompute: bool = False,
         intents_cache: bool = False,
+        qdrant: Mapping[str, Any] | None = None,
     ) -> None:
         """`backend="onnx"` scores with an in-memory ONNX Runtime export (`threads` intra-op threads;
         needs the onnx extra); the default "torch" runs the model eagerly. `catalog=True` loads the
@@ -132,7 +133,9 @@ class Recommender:
         ML-1M's 6,040 users, 50-item window, one core): what a server wants, not a one-shot query
         (the server turns it on; see `api.deps.load_served`). `intents_cache` (implies
         `precompute`) stores them beside the bundle as intents.safetensors and reuses a matching
-        file (what `serve --workers N` does, so N processes encode once)."""
+        file (what `serve --workers N` does, so N processes encode once). `index="qdrant"` keeps the
+        item vectors in Qdrant: `qdrant` holds the `inference.qdrant_index.QdrantOptions` fields (a
+        server's url, or a local folder's path, the collection, ...)."""
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         self.bundle = bundle
@@ -140,6 +143,7 @@ class Recommender:
         self.threads = threads
         self.index_kind = index
         self.index_threshold = index_threshold
+        self.qdrant = dict(qdrant or {})
         self.max_len = bundle.config.model.max_len
         self.new_item_exposure = (
             bundle.config.model.new_item_exposure if new_item_exposure is None else new_item_exposure
@@ -209,9 +213,13 @@ class Recommender:
         content = self._content_index(catalog, model) if self._text_enabled else None
         intents = IntentEncoder(model)
         kind, threshold = self.index_kind, self.index_threshold
+        # a vector database holds the active items, each with its payload (metadata for its filters)
+        where: dict[str, Any] = {}
+        if kind == "qdrant":
+            where = {"qdrant": self.qdrant, "payload": catalog.payload, "active": catalog.active}
         with torch.inference_mode():
-            item_index = build_index(model.item_weights(), kind, threshold, "cosine")
-        model_index = build_index(intents.item_vectors(), kind, threshold, "ip")
+            item_index = build_index(model.item_weights(), kind, threshold, "cosine", **where)
+        model_index = build_index(intents.item_vectors(), kind, threshold, "ip", **where)
         return ServedState(catalog, model, scorer, item_index, intents, model_index, content)
 
     def _new_item_biases(self, model: SequenceTransformer, n_trained: int) -> torch.Tensor:
