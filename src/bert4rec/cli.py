@@ -680,13 +680,29 @@ def serve(
     index: Annotated[
         str,
         typer.Option(
-            help="Item vector search: exact, hnsw (faiss, approximate) or auto (hnsw above "
-            "--index-threshold items). Metadata filters stay exact either way.",
+            help="Item vector search: exact, hnsw (faiss, approximate), auto (hnsw above "
+            "--index-threshold items) or qdrant (a Qdrant server: --qdrant-url; needs the scale extra). "
+            "Metadata filters stay exact either way.",
         ),
     ] = "auto",
     index_threshold: Annotated[
         int, typer.Option(min=1, help="Catalogue size above which --index auto uses hnsw.")
     ] = DEFAULT_INDEX_THRESHOLD,
+    qdrant_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Qdrant server or cluster of --index qdrant, e.g. http://qdrant:6333 (else "
+            "$BERT4REC_QDRANT_URL; its API key from $BERT4REC_QDRANT_API_KEY)."
+        ),
+    ] = None,
+    qdrant_path: Annotated[
+        Path | None,
+        typer.Option(help="Or a folder for qdrant-client's local mode (one process; development)."),
+    ] = None,
+    qdrant_collection: Annotated[
+        str | None,
+        typer.Option(help="Prefix of the Qdrant collections (default bert4rec); one per model."),
+    ] = None,
     jobs_dir: Annotated[
         Path | None,
         typer.Option(
@@ -744,6 +760,12 @@ def serve(
             cors_origins=cors_origin or None,
             jobs_dir=jobs_dir,
             max_jobs=max_jobs,
+            # in the settings too, so that POST /model loads a job's model with the same index
+            index=index,
+            index_threshold=index_threshold,
+            qdrant_url=qdrant_url,
+            qdrant_path=qdrant_path,
+            qdrant_collection=qdrant_collection,
         )
     except Bert4RecError as err:
         _fail(err)
@@ -764,8 +786,14 @@ def serve(
                 "--workers above 1 cannot serve training jobs (--jobs-dir / BERT4REC_JOBS_DIR): "
                 "POST /model would swap the model in one worker only; use one worker with jobs"
             )
-        options = {"index": index, "index_threshold": index_threshold, "precompute": True}
+        if index == "qdrant" and workers > 1 and settings.qdrant_path is not None:
+            raise ConfigError(
+                "--workers above 1 need a Qdrant server (--qdrant-url): local mode (--qdrant-path) keeps "
+                "its folder locked to one process"
+            )
+        options: dict[str, Any] = {"index": index, "index_threshold": index_threshold, "precompute": True}
         options["intents_cache"] = workers > 1
+        options["qdrant"] = settings.qdrant_options() if index == "qdrant" else None
         # with workers, this process only checks the bundle and writes the user intents: each worker
         # makes its own ONNX export, if asked, so the parent need not
         if backend not in ("torch", "onnx"):
@@ -790,6 +818,8 @@ def serve(
             }
             if settings.api_key is not None:
                 env["API_KEY"] = settings.api_key.get_secret_value()
+            if settings.qdrant_url:  # the API key, if any, is in the environment already
+                env |= {"QDRANT_URL": settings.qdrant_url, "QDRANT_COLLECTION": settings.qdrant_collection}
             os.environ.update({f"BERT4REC_{k}": str(v) for k, v in env.items()})
         else:
             application = create_app(served, text_cold_start=text_cold_start, settings=settings)

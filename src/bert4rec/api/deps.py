@@ -23,6 +23,7 @@ def load_served(path: Path | str, settings: ServeSettings) -> Recommender:
         index_threshold=settings.index_threshold,
         precompute=True,
         intents_cache=settings.intents_cache,
+        qdrant=settings.qdrant_options() if settings.index == "qdrant" else None,
     )
 
 

@@ -11,6 +11,8 @@
 
 Answers made before any route runs (api/middleware.py): 400 bad Host or Content-Length, 401 API key,
 413 body too large, 422 NaN / Infinity / lone surrogates in JSON, 503 busy (+ Retry-After), 504 timeout.
+503 (+ Retry-After) also when the item index cannot answer (`--index qdrant`: the Qdrant server is
+unreachable, or its collection was rebuilt from other vectors).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from bert4rec.api.schemas import FILTER_PREFIX
-from bert4rec.errors import ContentUnavailableError, FilterError, QueryError, UnknownIdError
+from bert4rec.errors import (
+    ContentUnavailableError,
+    FilterError,
+    IndexUnavailableError,
+    QueryError,
+    UnknownIdError,
+)
 
 MAX_ERRORS = 20
 MAX_TEXT = 200  # echoed input and loc parts
@@ -116,6 +124,13 @@ async def no_content(request: Request, exc: Exception) -> JSONResponse:
     return _unprocessable(["body", "item_text"], str(exc), "text_cold_start_disabled")
 
 
+async def index_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # the server is fine, its vector database is not: try again later (or another replica)
+    return JSONResponse(
+        status_code=503, content={"detail": _text(str(exc), MAX_MSG)}, headers={"Retry-After": "1"}
+    )
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Register the handlers; the most specific class first (FilterError is a QueryError)."""
     app.add_exception_handler(RequestValidationError, invalid_request)
@@ -123,3 +138,4 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FilterError, bad_filter)
     app.add_exception_handler(QueryError, bad_query)
     app.add_exception_handler(ContentUnavailableError, no_content)
+    app.add_exception_handler(IndexUnavailableError, index_unavailable)

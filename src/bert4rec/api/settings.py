@@ -45,8 +45,27 @@ class ServeSettings(BaseSettings):
     )
     # read when create_app() loads the model itself (each `serve --workers N` process does)
     backend: str = Field(default="torch", description="torch or onnx (see `bert4rec serve --backend`).")
-    index: str = Field(default="auto", description="Item vector search: exact, hnsw or auto.")
+    index: str = Field(default="auto", description="Item vector search: exact, hnsw, auto or qdrant.")
     index_threshold: int = Field(default=200_000, ge=1, description="Items above which auto uses hnsw.")
+    # ---- index qdrant: the item vectors in a Qdrant server or cluster (docs/serving-scale.md)
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server or cluster of `index qdrant`, e.g. http://qdrant:6333."
+    )
+    qdrant_path: Path | None = Field(
+        default=None,
+        description="Or a folder for qdrant-client's local mode (one process: development and tests).",
+    )
+    qdrant_collection: str = Field(
+        default="bert4rec",
+        description="Prefix of the two Qdrant collections (<name>-ip: the model path, <name>-cosine: "
+        "item_to_item). Give each model its own.",
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server.")
+    qdrant_timeout: float = Field(default=10.0, gt=0, description="Seconds per request to the Qdrant server.")
+    qdrant_exact: bool = Field(
+        default=False,
+        description="Let the Qdrant server scan exhaustively instead of searching its HNSW graph.",
+    )
     intents_cache: bool = Field(
         default=False,
         description="Reuse / write the user intent vectors beside the model (intents.safetensors).",
@@ -97,6 +116,18 @@ class ServeSettings(BaseSettings):
         default_factory=list,
         description="Origins allowed to call the API from a browser (CORS); empty = CORS off.",
     )
+
+    def qdrant_options(self) -> dict[str, Any]:
+        """The `QdrantOptions` fields for `Recommender(index="qdrant", qdrant=...)` (None = default)."""
+        key = self.qdrant_api_key.get_secret_value() if self.qdrant_api_key is not None else None
+        return {
+            "url": self.qdrant_url or None,
+            "path": str(self.qdrant_path) if self.qdrant_path is not None else None,
+            "api_key": key,
+            "collection": self.qdrant_collection,
+            "timeout": self.qdrant_timeout,
+            "exact": self.qdrant_exact,
+        }
 
     @field_validator("max_concurrency", "request_timeout", mode="before")
     @classmethod
