@@ -217,15 +217,19 @@ def same(a, b) -> None:
     np.testing.assert_allclose([r.score for r in b.items], [r.score for r in a.items], atol=1e-5)
 
 
-def test_recommender_with_qdrant_matches_exact_for_every_query_type(tiny_artifact, tmp_path):
+@pytest.mark.parametrize("max_filter_ids", [None, 10_000])
+def test_recommender_with_qdrant_matches_exact_for_every_query_type(tiny_artifact, tmp_path, max_filter_ids):
     """The Recommender's model path (ip, bias folded in) and item_to_item (cosine) through Qdrant
-    give the exact lists and scores, with and without filters and seen-item exclusion."""
+    give the exact lists and scores, with and without filters and seen-item exclusion; filters
+    applied in the client (local mode's default) or sent as has_id conditions (a server's)."""
     from bert4rec.artifacts import load_bundle
     from bert4rec.inference.recommender import Recommender
 
     bundle = load_bundle(tiny_artifact)
     exact = Recommender(bundle, index="exact", precompute=True)
-    served = Recommender(bundle, index="qdrant", qdrant={"path": str(tmp_path / "q")}, precompute=True)
+    options = {"path": str(tmp_path / "q"), "max_filter_ids": max_filter_ids}
+    served = Recommender(bundle, index="qdrant", qdrant=options, precompute=True)
+    assert served.model_index.max_filter_ids == (max_filter_ids or 0)
     assert (served.model_index.kind, served.item_index.kind) == ("qdrant", "qdrant")
     assert (served.model_index.metric, served.item_index.metric) == ("ip", "cosine")
     genre = next(iter(exact.catalog.filter._columns["genres"].tokens))

@@ -26,9 +26,11 @@ Stale vectors are never served silently:
 Exclusions and masks are exact. A query that blocks at most `max_filter_ids` items sends them as a
 `must_not has_id` condition, one that lets at most that many through sends them as `must has_id`
 (both evaluated by Qdrant); otherwise the unfiltered ranking is read page by page and filtered here
-until `k` items pass. Results are re-sorted by (score desc, index asc), as the exact index breaks
-ties. Points with an index above `n_items` (added by a newer catalogue version in the same
-collection) are skipped.
+until `k` items pass. (`max_filter_ids` defaults to 10,000 against a server and 0 in local mode,
+whose has_id check copies the id list for every point: 1.4 s per query at 10,000 items and 7,500
+ids, where an unfiltered page takes 12 ms.) Results are re-sorted by (score desc, index asc), as
+the exact index breaks ties. Points with an index above `n_items` (added by a newer catalogue
+version in the same collection) are skipped.
 
 On a server the search is Qdrant's HNSW (`hnsw_ef` candidates) unless `exact=True`; local mode is
 always exhaustive (a numpy scan, one process: it measures the client path, not a server's speed).
@@ -72,7 +74,8 @@ class QdrantOptions:
     names. `timeout` (s) bounds each request to a server. `exact` makes a server scan exhaustively
     instead of its HNSW graph (`hnsw_ef` candidates per query). `shards` and `replicas` are used when
     a collection is created on a cluster. `batch_size` points per upsert. `max_filter_ids`: the most
-    item ids one query sends as a filter condition (more: filtered here, page by page).
+    item ids one query sends as a filter condition (more: filtered here, page by page; None = 10,000
+    for a server, 0 for local mode).
     `on_mismatch`: what to do with a collection built from other vectors ("rebuild" or "refuse")."""
 
     url: str | None = None
@@ -85,7 +88,7 @@ class QdrantOptions:
     shards: int | None = None
     replicas: int | None = None
     batch_size: int = 1024
-    max_filter_ids: int = 10_000
+    max_filter_ids: int | None = None
     on_mismatch: Literal["rebuild", "refuse"] = "rebuild"
 
     @classmethod
@@ -128,7 +131,7 @@ class QdrantOptions:
         for name in ("timeout", "hnsw_ef", "batch_size"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"qdrant {name} must be positive, got {getattr(self, name)!r}")
-        if self.max_filter_ids < 0:
+        if self.max_filter_ids is not None and self.max_filter_ids < 0:
             raise ConfigError(f"qdrant max_filter_ids must be >= 0, got {self.max_filter_ids!r}")
 
     @property
@@ -419,6 +422,13 @@ class QdrantIndex:
         batch = self._models.Batch(ids=ids, vectors=self._rows[rows].tolist(), payloads=payloads)
         self._call("upsert", self.collection, points=batch, wait=True)
 
+    @property
+    def max_filter_ids(self) -> int:
+        """The most ids a query sends as a has_id condition (see `QdrantOptions`)."""
+        if self.options.max_filter_ids is not None:
+            return self.options.max_filter_ids
+        return 0 if self._conn.local else 10_000
+
     # ------------------------------------------------------------------ search
     def search(
         self, query: np.ndarray | torch.Tensor, k: int, exclude: Any = None, mask: np.ndarray | None = None
@@ -431,6 +441,7 @@ class QdrantIndex:
             norm = float(np.linalg.norm(q))
             q = q / norm if norm > 0 else q
         allowed = _allowed(self._n, exclude, mask)
+        max_ids = self.max_filter_ids
         condition = None
         post: np.ndarray | None = None  # filter here (page by page) when the ids are too many to send
         if allowed is None:
@@ -441,16 +452,19 @@ class QdrantIndex:
             blocked = np.flatnonzero(~allowed[1:]) + 1
             if available == 0:
                 return SearchResult(np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
-            if len(blocked) <= self.options.max_filter_ids:
+            if len(blocked) <= max_ids:
                 condition = m.Filter(must_not=[m.HasIdCondition(has_id=blocked.tolist())])
-            elif available <= self.options.max_filter_ids:
+            elif available <= max_ids:
                 condition = m.Filter(must=[m.HasIdCondition(has_id=np.flatnonzero(allowed).tolist())])
             else:
                 post = allowed
         want = min(k, available)
         limit = k + TIE_MARGIN
-        if post is not None:  # about limit passing items per page
-            limit = min(self.n_items, int(limit * self.n_items / available) + TIE_MARGIN)
+        if post is not None:
+            # a page holds about `limit` passing items twice over, and never more than enough for
+            # every blocked item to be in it (a history: one page)
+            scaled = 2 * (int(limit * self.n_items / available) + TIE_MARGIN)
+            limit = min(self.n_items, limit + self.n_items - available, scaled)
         # local mode always scans exhaustively (and warns about search parameters)
         params = None
         if not self._conn.local:
