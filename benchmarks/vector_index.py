@@ -1,4 +1,4 @@
-"""Exact vs HNSW item search on generated catalogues: latency, build time, memory, recall@10.
+"""Exact vs HNSW (vs Qdrant) item search on generated catalogues: latency, build time, memory, recall@10.
 
 The Recommender's model path searches an intent vector [h, 1] against item vectors [w, b] (64-d item
 vectors + the output bias, inner product; `bert4rec.inference.index`). This script builds both
@@ -9,6 +9,10 @@ indexes over generated catalogues of that shape and times single queries on one 
     filtered  HnswIndex with a metadata mask passing 25% of the items (graph search with an id
               selector) and 0.5% (exhaustive over the passing items); recall against exact with the
               same mask
+    qdrant    QdrantIndex through qdrant-client's local mode (`--kinds ... qdrant`): the client code
+              path the Recommender uses against a Qdrant server, but the engine is qdrant-client's
+              in-process numpy scan (and its filters a Python loop over the points), so its latency
+              is that of local mode, not of a Qdrant server
 
 Item vectors are drawn around 1,000 cluster centres with different lengths (as trained item vectors
 are); queries are item vectors plus noise (intent vectors sit near the items they predict).
@@ -16,6 +20,7 @@ Writes `<out>/<name>.json` and `<out>/<name>.md`.
 
     python benchmarks/vector_index.py                       # 100k and 1M items
     python benchmarks/vector_index.py --sizes 100000 1000000 5000000
+    python benchmarks/vector_index.py --sizes 100000 --kinds exact qdrant --name vector_index_qdrant_local
 """
 
 from __future__ import annotations
@@ -89,10 +94,51 @@ def recall(found: list[list[int]], truth: list[list[int]]) -> float:
     )
 
 
-def bench_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    import faiss
+def bench_qdrant(
+    v: np.ndarray,
+    qs: np.ndarray,
+    masks: dict[str, np.ndarray],
+    truth: list[list[int]],
+    masked_truth: dict[str, list[list[int]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """QdrantIndex in qdrant-client's local mode (":memory:"): upload time, memory, latency, recall."""
+    import qdrant_client
 
-    from bert4rec.inference.index import ExactIndex, HnswIndex
+    from bert4rec.inference.qdrant_index import QdrantIndex
+
+    client = qdrant_client.QdrantClient(":memory:")
+    before = rss_mb()
+    start = time.perf_counter()
+    index = QdrantIndex(v, "ip", {"batch_size": 1024}, client=client)
+    build_s = time.perf_counter() - start
+    out: dict[str, Any] = {
+        "engine": "qdrant-client local mode (:memory:), qdrant-client " + qdrant_client.__version__
+        if hasattr(qdrant_client, "__version__")
+        else "qdrant-client local mode (:memory:)",
+        "build_s": round(build_s, 1),
+        "memory_mb": round(rss_mb() - before),
+        "max_filter_ids": index.max_filter_ids,
+    }
+    print(f"qdrant (local mode) uploaded {index.uploaded:,} points in {build_s:.1f} s", flush=True)
+    found, out["latency"] = timed(index.search, qs[: args.qdrant_queries], args.k)
+    out["recall_at_10"] = recall(found, truth[: args.qdrant_queries])
+    out["queries"] = len(found)
+    for name, mask in masks.items():
+        sub = qs[: args.qdrant_queries // 4]
+        f, flat = timed(partial(index.search, mask=mask), sub, args.k)
+        out[name] = {
+            "latency": flat,
+            "recall_at_10": recall(f, masked_truth[name][: len(sub)]),
+            "queries": len(sub),
+        }
+    print(f"qdrant: {json.dumps(out)}", flush=True)
+    client.close()
+    return out
+
+
+def bench_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    from bert4rec.inference.index import ExactIndex
 
     print(f"--- {n:,} items", flush=True)
     base = rss_mb()
@@ -112,20 +158,41 @@ def bench_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     exact = ExactIndex(v, metric="ip")
     out["exact"] = {"build_s": round(time.perf_counter() - start, 2), "memory_mb": round(rss_mb() - before)}
-    faiss.omp_set_num_threads(1)
     truth, out["exact"]["latency"] = timed(exact.search, qs, args.k)
     masked_truth = {}
     for name, mask in masks.items():
         masked_truth[name], _ = timed(partial(exact.search, mask=mask), qs[: args.queries // 4], args.k)
     del exact
     gc.collect()
+    if "qdrant" in args.kinds:
+        out["qdrant"] = bench_qdrant(v, qs, masks, truth, masked_truth, args)
+        gc.collect()
+    if "hnsw" in args.kinds:
+        out["hnsw"] = bench_hnsw(v, qs, masks, truth, masked_truth, args)
+    del v
+    gc.collect()
+    return out
+
+
+def bench_hnsw(
+    v: np.ndarray,
+    qs: np.ndarray,
+    masks: dict[str, np.ndarray],
+    truth: list[list[int]],
+    masked_truth: dict[str, list[list[int]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """HnswIndex (faiss) at each efSearch: build time, memory, latency, recall (plain and filtered)."""
+    import faiss
+
+    from bert4rec.inference.index import HnswIndex
 
     faiss.omp_set_num_threads(args.build_threads)
     before = rss_mb()
     start = time.perf_counter()
     hnsw = HnswIndex(v, metric="ip", m=args.m, ef_construction=args.ef_construction)
     build_s = time.perf_counter() - start
-    out["hnsw"] = {
+    out: dict[str, Any] = {
         "m": args.m,
         "ef_construction": args.ef_construction,
         "build_threads": args.build_threads,
@@ -144,23 +211,33 @@ def bench_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
             f, flat = timed(partial(hnsw.search, mask=mask), sub, args.k)
             row[name] = {"latency": flat, "recall_at_10": recall(f, masked_truth[name])}
-        out["hnsw"]["by_ef_search"][str(ef)] = row
+        out["by_ef_search"][str(ef)] = row
         print(f"ef_search {ef}: {json.dumps(row)}", flush=True)
-    del hnsw, v
+    del hnsw
     gc.collect()
     return out
 
 
-def machine() -> dict[str, Any]:
-    import faiss
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "faiss": faiss.__version__,
+        "faiss": _version("faiss-cpu"),
+        "qdrant_client": _version("qdrant-client"),
+        "load_average_at_end": [round(x, 1) for x in load] if load else None,
         "git_commit": commit.stdout.strip() or None,
     }
 
@@ -173,10 +250,11 @@ def markdown(record: dict[str, Any]) -> str:
         f"Generated catalogues of {record['dim']}-d item vectors + an output-bias column (inner product, "
         f"the Recommender's model path); {record['queries']} intent-like queries (item vectors + noise), "
         f"top {record['k']}, one query at a time on one thread. Recall@10 is against exact search with the "
-        "same mask. Filtered rows: a metadata mask passing 25% of the items (graph search with a faiss id "
-        "selector) or 0.5% (scored exhaustively over the passing items; exact by construction).",
+        "same mask. Filtered rows: a metadata mask passing 25% of the items (HNSW: graph search with a "
+        "faiss id selector) or 0.5% (HNSW: scored exhaustively over the passing items; exact by "
+        "construction).",
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs, numpy {m['numpy']}, faiss {m['faiss']}, "
-        f"commit {m['git_commit']}.",
+        f"qdrant-client {m.get('qdrant_client')}, commit {m['git_commit']}.",
         "",
         "| items | index | efSearch | build s | memory MiB | p50 ms | p99 ms | recall@10 "
         "| 25% filter p50 / p99 ms, recall | 0.5% filter p50 / p99 ms, recall |",
@@ -188,7 +266,16 @@ def markdown(record: dict[str, Any]) -> str:
             f"| {r['n_items']:,} | exact | - | {e['build_s']} | {e['memory_mb']} "
             f"| {e['latency']['p50_ms']:.2f} | {e['latency']['p99_ms']:.2f} | 1.0000 | - | - |"
         )
-        h = r["hnsw"]
+        qd = r.get("qdrant")
+        if qd is not None:
+            lat = qd["latency"]
+            cells = [f"{r['n_items']:,}", "qdrant (local mode)", "-", qd["build_s"], qd["memory_mb"]]
+            cells += [f"{lat['p50_ms']:.2f}", f"{lat['p99_ms']:.2f}", f"{qd['recall_at_10']:.4f}"]
+            for f in (qd["filter_25pct"], qd["filter_0.5pct"]):
+                fl = f["latency"]
+                cells.append(f"{fl['p50_ms']:.2f} / {fl['p99_ms']:.2f}, {f['recall_at_10']:.3f}")
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        h = r.get("hnsw", {"by_ef_search": {}})
         for ef, row in h["by_ef_search"].items():
             f25, f05 = row["filter_25pct"], row["filter_0.5pct"]
             lat = row["latency"]
@@ -203,6 +290,20 @@ def markdown(record: dict[str, Any]) -> str:
         f"Build threads: {record['build_threads']}. Memory: resident set growth while building.",
         "",
     ]
+    if any("qdrant" in r for r in record["sizes"]):
+        qd = next(r["qdrant"] for r in record["sizes"] if "qdrant" in r)
+        lines += [
+            f"qdrant (local mode): `QdrantIndex` through qdrant-client's local mode (`:memory:`), "
+            f"{qd['queries']} queries ({qd['filter_25pct']['queries']} per filter). Build = upload of every "
+            "point in batches of 1,024. This measures the client code path the Recommender uses against a "
+            "Qdrant server, over qdrant-client's in-process engine: a numpy scan of every vector per query, "
+            "and filters evaluated by a Python loop over the points. It says nothing about a Qdrant "
+            "server's speed (HNSW in Rust, sharded); none was reachable from this machine. With "
+            f"max_filter_ids {qd['max_filter_ids']:,} (local mode's default: its has_id check copies the id "
+            "list for every point) a filter is applied in the client: the unfiltered ranking is read page "
+            "by page and the passing items kept.",
+            "",
+        ]
     if record.get("note"):
         lines += [f"Note: {record['note']}", ""]
     return "\n".join(lines)
@@ -222,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="vector_index")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--note", default="")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["exact", "hnsw"],
+        choices=["exact", "hnsw", "qdrant"],
+        help="indexes to run (exact always runs: it is the recall reference)",
+    )
+    p.add_argument("--qdrant-queries", type=int, default=200, help="queries for qdrant (local mode is slow)")
     args = p.parse_args(argv)
 
     import torch
@@ -234,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries": args.queries,
         "k": args.k,
         "build_threads": args.build_threads,
+        "kinds": args.kinds,
         "sizes": sizes,
         "machine": machine(),
         "note": args.note,
