@@ -143,6 +143,17 @@ def test_an_existing_collection_is_reused_synchronised_or_refused(client):
     assert other.uploaded == 50 and client.count("items", exact=True).count == 50
 
 
+def test_a_collection_bert4rec_did_not_create_is_left_alone(client):
+    from qdrant_client import models
+
+    params = models.VectorParams(size=4, distance=models.Distance.DOT)
+    client.create_collection("theirs", vectors_config=params)
+    client.upsert("theirs", models.Batch(ids=[1, 2], vectors=[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+    with pytest.raises(ConfigError, match="'theirs' exists but was not created by bert4rec"):
+        QdrantIndex(clustered(5, 4), "ip", client=client, collection="theirs")
+    assert client.count("theirs", exact=True).count == 2
+
+
 def test_row_hashes_see_every_changed_row():
     v = clustered(1000, 16)
     h = row_hashes(v)

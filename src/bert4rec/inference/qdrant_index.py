@@ -18,7 +18,8 @@ Stale vectors are never served silently:
       collection whose fingerprint differs (another model, another catalogue version, an upload
       that stopped half-way: the fingerprint is written last) is synchronised (`on_mismatch=
       "rebuild"`: changed and new points upserted in batches, points of removed rows deleted) or
-      refused (`on_mismatch="refuse"`, a ConfigError naming the collection);
+      refused (`on_mismatch="refuse"`, a ConfigError naming the collection); a collection without
+      a fingerprint (not created by bert4rec) is never written to;
     * every answer's points carry `h`, checked against this process's vectors: a collection that
       another process rebuilt from other vectors while this one serves fails the query with
       IndexUnavailableError instead of returning stale scores.
@@ -329,25 +330,28 @@ class QdrantIndex:
                 f"{self.options.where} failed on {method} for collection {self.collection!r}: {_reason(err)}"
             ) from None
 
-    def _stored_fingerprint(self) -> tuple[bool, str | None]:
-        """(collection exists, its fingerprint or None) after checking its vector settings."""
+    def _stored_fingerprint(self) -> tuple[bool, str | None, bool]:
+        """(collection exists, its fingerprint, its vector layout fits); raises ConfigError for a
+        collection that bert4rec did not create (no fingerprint key: never overwritten)."""
         if not self._call("collection_exists", self.collection):
-            return False, None
+            return False, None, True
         info = self._call("get_collection", self.collection)
-        params = info.config.params.vectors
-        if (
-            not hasattr(params, "size")
-            or params.size != self._d
-            or params.distance != self._models.Distance.DOT
-        ):
-            return True, f"vectors {params!r}"  # another layout: never equal to a fingerprint
         metadata = info.config.metadata or {}
-        value = metadata.get(FINGERPRINT_KEY)
-        return True, None if value is None else str(value)
+        if FINGERPRINT_KEY not in metadata:
+            raise ConfigError(
+                f"{self.options.where}: collection {self.collection!r} exists but was not created by "
+                "bert4rec (no fingerprint in its metadata) and is left alone: choose another "
+                "qdrant_collection"
+            )
+        params = info.config.params.vectors
+        fits = getattr(params, "size", None) == self._d and getattr(params, "distance", None) == (
+            self._models.Distance.DOT
+        )
+        return True, str(metadata[FINGERPRINT_KEY]), fits
 
     def _attach(self) -> None:
-        exists, stored = self._stored_fingerprint()
-        if exists and stored == self.fingerprint:
+        exists, stored, fits = self._stored_fingerprint()
+        if exists and fits and stored == self.fingerprint:
             return
         if exists and self.options.on_mismatch == "refuse":
             raise ConfigError(
@@ -356,7 +360,7 @@ class QdrantIndex:
                 "or allow a rebuild (on_mismatch='rebuild')"
             )
         m = self._models
-        if exists and stored is not None and stored.startswith("vectors "):
+        if exists and not fits:  # another vector size (another model): made again
             self._call("delete_collection", self.collection)
             exists = False
         if not exists:
