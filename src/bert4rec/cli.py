@@ -795,10 +795,23 @@ def serve(
             application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    address = {"host": host or settings.host, "port": port or settings.port, "log_level": log_level}
+    bind_host, bind_port = host or settings.host, port or settings.port
+    address: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": log_level}
     address["server_header"] = False  # no "server: uvicorn" banner on every answer
     if workers > 1:
-        uvicorn.run("bert4rec.api.app:create_app", factory=True, workers=workers, **address)  # type: ignore[arg-type]
+        from bert4rec.api.workers import reuse_port_supported, run_workers
+
+        factory = "bert4rec.api.app:create_app"
+        if not reuse_port_supported():  # one shared socket (uneven spread: bert4rec.api.workers)
+            uvicorn.run(factory, factory=True, workers=workers, **address)  # type: ignore[arg-type]
+            return
+        options = {"log_level": log_level, "server_header": False}
+        try:
+            code = run_workers(factory, workers=workers, host=bind_host, port=bind_port, options=options)
+        except OSError as err:
+            _fail(Bert4RecError(f"cannot listen on {bind_host}:{bind_port}: {err.strerror or err}"))
+        if code:
+            raise typer.Exit(code)
     else:
         uvicorn.run(application, **address)  # type: ignore[arg-type]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from bert4rec import __version__
-from bert4rec.api.deps import load_served
+from bert4rec.api.deps import freeze_heap, load_served
 from bert4rec.api.errors import add_exception_handlers
 from bert4rec.api.middleware import API_KEY_HEADER, install_middleware
 from bert4rec.api.routes import demo, health, items, recommend, users
@@ -82,8 +84,19 @@ def create_app(
     if text_cold_start and recommender.content is None:
         recommender.enable_content()
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.gc_freeze:  # in the server process, once everything long-lived is loaded
+            freeze_heap()
+        yield
+
     app = FastAPI(
-        title="bert4rec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None
+        title="bert4rec",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.recommender = recommender
     app.state.settings = settings
