@@ -821,18 +821,20 @@ def export_vectors(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
     out: Annotated[Path, typer.Argument(help="Parquet file to write (e.g. items.parquet).")],
 ) -> None:
-    """Write every item's vector (output vector + bias), id, popularity and metadata to Parquet.
+    """Write every servable item's vector (output vector + bias), id, popularity and metadata to Parquet.
 
-    The inner product of a query's intent vector (POST /recommend with "return_vector": true) with
-    an item's vector is the model's score of that item: load the file into a vector database.
+    Items added after training are included, retired ones left out. The inner product of a query's
+    intent vector (POST /recommend with "return_vector": true) with an item's vector is the model's
+    score of that item: load the file into a vector database.
     """
     from bert4rec.inference.vectors import export_item_vectors
 
     try:
-        path, rows, dim = export_item_vectors(model_dir, out)
+        path, rows, dim, retired = export_item_vectors(model_dir, out)
     except Bert4RecError as err:
         _fail(err)
-    console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}")
+    left_out = f"; {retired:,} retired item(s) left out" if retired else ""
+    console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}{left_out}")
 
 
 items_app = typer.Typer(
