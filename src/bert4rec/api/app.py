@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,9 +19,11 @@ from bert4rec.api.routes import demo, health, items, recommend, users
 from bert4rec.api.routes import jobs as job_routes
 from bert4rec.api.routes.docs import DOCS_STATIC, add_docs
 from bert4rec.api.settings import ServeSettings
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.inference.recommender import Recommender
 from bert4rec.jobs import JobStore
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Next-item recommendations from a trained BERT4Rec / SASRec bundle.
 
@@ -85,10 +89,14 @@ def create_app(
         recommender.enable_content()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.gc_freeze:  # in the server process, once everything long-lived is loaded
             freeze_heap()
+        every = settings.catalog_sync_s
+        sync = asyncio.create_task(sync_catalog(app, every)) if every else None
         yield
+        if sync is not None:
+            sync.cancel()
 
     app = FastAPI(
         title="bert4rec",
@@ -129,6 +137,24 @@ def create_app(
         app.state.jobs = jobs
         app.include_router(job_routes.router)
     return app
+
+
+async def sync_catalog(app: FastAPI, every_s: float) -> None:
+    """Serve the catalogue versions other processes save (the other workers of `serve --workers`,
+    `bert4rec items add` beside the server): every `every_s` seconds, one directory listing, and a
+    rebuild of the served state in a thread when there is a newer version. A file that does not fit
+    the model is logged once and skipped; the current version stays served."""
+    failed: set[int] = set()
+    while True:
+        await asyncio.sleep(every_s)
+        rec: Recommender = app.state.recommender  # read each time: POST /model may swap it
+        try:
+            await asyncio.to_thread(rec.refresh_catalog)
+        except ArtifactError as err:
+            version = rec.store.newest() if rec.store is not None else -1
+            if version not in failed:
+                failed.add(version)
+                logger.warning("not serving catalogue version %s: %s", version, err)
 
 
 def _document_api_key(app: FastAPI) -> None:

@@ -57,6 +57,12 @@ class ServeSettings(BaseSettings):
         "reach (gc.freeze): full collections then skip the model's millions of long-lived objects, "
         "which paused every request for ~250 ms under load (p99 307 -> 64 ms, docs/serving-scale.md).",
     )
+    catalog_sync_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds between checks for a catalogue version saved by another process (another "
+        "worker of `serve --workers`, `bert4rec items add`); 0 = never (then a restart picks it up).",
+    )
     jobs_dir: Path | None = Field(
         default=None,
         description="Folder of training jobs; enables POST /jobs and POST /model (off when None).",
