@@ -44,6 +44,13 @@ PUBLIC_GET_PREFIXES = ("/items/", DOCS_STATIC + "/")
 PUBLIC_POST = frozenset({"/recommend"})
 
 
+def is_slow(method: str, path: str) -> bool:
+    """The writes that load a model or rebuild the served state (`ServeSettings.slow_request_timeout`)."""
+    if method == "POST":
+        return path in ("/model", "/jobs")
+    return method in ("PUT", "DELETE") and path.startswith("/items/")
+
+
 def is_public(method: str, path: str) -> bool:
     """Whether `method path` is served without the API key (see PUBLIC_GET)."""
     if method in ("GET", "HEAD"):
@@ -121,6 +128,8 @@ def create_app(
         allowed_hosts=settings.allowed_hosts,
         cors_origins=settings.cors_origins,
         cacheable_prefixes=(DOCS_STATIC + "/",),
+        slow=is_slow,
+        slow_timeout=settings.slow_request_timeout,
     )
     add_docs(app)
     if api_key is not None:

@@ -92,6 +92,13 @@ class ServeSettings(BaseSettings):
         description="Seconds a request may take before it is answered 504 (the work already started in a "
         "worker thread runs to its end; its result is dropped). None = no timeout.",
     )
+    slow_request_timeout: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="The timeout of the writes that load a model or rebuild the served state (POST /model, "
+        "POST /jobs, PUT and DELETE /items): they may take minutes on a large catalogue, and a 504 "
+        "while the change still lands would mislead. None = no timeout.",
+    )
     retry_after_s: int = Field(default=1, ge=1, description="The Retry-After header of a 503.")
 
     # ---- deployment hygiene (class 10)
@@ -110,7 +117,7 @@ class ServeSettings(BaseSettings):
         description="Origins allowed to call the API from a browser (CORS); empty = CORS off.",
     )
 
-    @field_validator("max_concurrency", "request_timeout", mode="before")
+    @field_validator("max_concurrency", "request_timeout", "slow_request_timeout", mode="before")
     @classmethod
     def _zero_is_off(cls, value: Any) -> Any:
         return None if value in (0, "0", "none", "None", "") else value
