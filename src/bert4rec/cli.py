@@ -825,10 +825,23 @@ def serve(
             application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    address = {"host": host or settings.host, "port": port or settings.port, "log_level": log_level}
+    bind_host, bind_port = host or settings.host, port or settings.port
+    address: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": log_level}
     address["server_header"] = False  # no "server: uvicorn" banner on every answer
     if workers > 1:
-        uvicorn.run("bert4rec.api.app:create_app", factory=True, workers=workers, **address)  # type: ignore[arg-type]
+        from bert4rec.api.workers import reuse_port_supported, run_workers
+
+        factory = "bert4rec.api.app:create_app"
+        if not reuse_port_supported():  # one shared socket (uneven spread: bert4rec.api.workers)
+            uvicorn.run(factory, factory=True, workers=workers, **address)  # type: ignore[arg-type]
+            return
+        options = {"log_level": log_level, "server_header": False}
+        try:
+            code = run_workers(factory, workers=workers, host=bind_host, port=bind_port, options=options)
+        except OSError as err:
+            _fail(Bert4RecError(f"cannot listen on {bind_host}:{bind_port}: {err.strerror or err}"))
+        if code:
+            raise typer.Exit(code)
     else:
         uvicorn.run(application, **address)  # type: ignore[arg-type]
 
@@ -838,18 +851,20 @@ def export_vectors(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
     out: Annotated[Path, typer.Argument(help="Parquet file to write (e.g. items.parquet).")],
 ) -> None:
-    """Write every item's vector (output vector + bias), id, popularity and metadata to Parquet.
+    """Write every servable item's vector (output vector + bias), id, popularity and metadata to Parquet.
 
-    The inner product of a query's intent vector (POST /recommend with "return_vector": true) with
-    an item's vector is the model's score of that item: load the file into a vector database.
+    Items added after training are included, retired ones left out. The inner product of a query's
+    intent vector (POST /recommend with "return_vector": true) with an item's vector is the model's
+    score of that item: load the file into a vector database.
     """
     from bert4rec.inference.vectors import export_item_vectors
 
     try:
-        path, rows, dim = export_item_vectors(model_dir, out)
+        path, rows, dim, retired = export_item_vectors(model_dir, out)
     except Bert4RecError as err:
         _fail(err)
-    console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}")
+    left_out = f"; {retired:,} retired item(s) left out" if retired else ""
+    console.print(f"wrote {rows:,} item vectors ({dim} floats each) to {path}{left_out}")
 
 
 items_app = typer.Typer(

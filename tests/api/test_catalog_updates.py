@@ -134,3 +134,32 @@ def test_retiring_twice_and_models_without_text_vectors(served, client):
     assert "trained without content fusion" in refused.json()["detail"]
     health = client.get("/health").json()
     assert health["accepts_new_items"] is False and health["catalog"]["version"] == 0
+
+
+def test_a_running_server_serves_what_another_process_saved(served, minilm):
+    """`serve --workers`: an item added through one worker (here: another process's Recommender, as
+    `bert4rec items add` is) reaches the others within `catalog_sync_s`, and PUT of it is an update."""
+    import time
+
+    from bert4rec.api.settings import ServeSettings
+
+    folder, _ = served
+    rec = Recommender.load(folder)
+    rec.enable_content(minilm)
+    with TestClient(create_app(rec, settings=ServeSettings(catalog_sync_s=0.1, gc_freeze=False))) as client:
+        other = Recommender.load(folder)
+        other.enable_content(minilm)
+        other.add_item(900, NEW["text"], NEW["metadata"])
+        deadline = time.monotonic() + 20
+        while client.get("/health").json()["catalog"]["version"] != 1:
+            assert time.monotonic() < deadline, "the server did not pick the new version up"
+            time.sleep(0.05)
+        assert (
+            recommend(client, query_type="item_to_item", item_id=900, filters={"meta.genres": "Genre99"})
+            == []
+        )
+        assert 900 in recommend(client, query_type="sequential", session_items=[1, 2], top_k=60)
+        again = client.put("/items/900", json=NEW)
+        assert again.status_code == 200 and again.json()["status"] == "updated"
+        assert again.json()["catalog"]["version"] == 2
+    assert other.refresh_catalog() is True  # and back the other way

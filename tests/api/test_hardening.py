@@ -482,3 +482,53 @@ def test_api_key_guards_the_job_routes(api_rec, tmp_path):
         assert client.post("/jobs", json={}, headers=keyed).status_code == 422  # the payload, not the key
         schema = client.get("/openapi.json").json()
     assert schema["paths"]["/jobs"]["post"]["security"] == [{"APIKey": []}]
+
+
+def test_writes_that_rebuild_the_state_get_the_slow_timeout():
+    """PUT /items or POST /model may take minutes on a large catalogue: they get
+    `slow_request_timeout`, every other request `request_timeout`."""
+    import time as time_module
+
+    from fastapi import FastAPI
+
+    from bert4rec.api.app import is_public, is_slow
+    from bert4rec.api.middleware import install_middleware
+
+    def app_with(slow_timeout: float | None) -> FastAPI:
+        app = FastAPI()
+
+        @app.put("/items/{item_id}")
+        def put_item(item_id: str) -> dict:
+            time_module.sleep(0.4)
+            return {"item_id": item_id}
+
+        @app.get("/slow-read")
+        def slow_read() -> dict:
+            time_module.sleep(0.4)
+            return {}
+
+        install_middleware(
+            app,
+            max_body_bytes=1000,
+            max_concurrency=None,
+            retry_after_s=1,
+            request_timeout=0.1,
+            api_key=None,
+            is_public=is_public,
+            allowed_hosts=["*"],
+            cors_origins=[],
+            slow=is_slow,
+            slow_timeout=slow_timeout,
+        )
+        return app
+
+    with TestClient(app_with(5.0)) as client:
+        assert client.put("/items/7").json() == {"item_id": "7"}  # 0.4 s: past 0.1, within 5
+        read = client.get("/slow-read")
+        assert read.status_code == 504 and "--request-timeout" in read.json()["detail"]
+    with TestClient(app_with(0.1)) as client:
+        put = client.put("/items/7")
+        assert put.status_code == 504 and "BERT4REC_SLOW_REQUEST_TIMEOUT" in put.json()["detail"]
+    with TestClient(app_with(None)) as client:  # no limit for them
+        assert client.put("/items/7").status_code == 200
+    assert is_slow("POST", "/model") and is_slow("DELETE", "/items/a/b") and not is_slow("POST", "/recommend")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -36,6 +38,7 @@ def test_workers_start_from_an_import_string_with_the_settings(
 ):
     import uvicorn
 
+    from bert4rec.api import workers
     from bert4rec.api.app import create_app
     from bert4rec.artifacts import bundle_version
     from bert4rec.inference.intents import INTENTS_FILE
@@ -43,7 +46,8 @@ def test_workers_start_from_an_import_string_with_the_settings(
     model = tmp_path / "model"
     shutil.copytree(tiny_artifact, model)
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("uvicorn's workers share one socket"))
+    monkeypatch.setattr(workers, "run_workers", lambda target, **kw: calls.append((target, kw)) or 0)
     key_file = tmp_path / "key"
     key_file.write_text("k" * 20)
     args = ["serve", "--model", str(model), "--workers", "2", "--index", "hnsw", "--port", "9124"]
@@ -53,12 +57,10 @@ def test_workers_start_from_an_import_string_with_the_settings(
     ((target, kwargs),) = calls
     assert target == "bert4rec.api.app:create_app"
     assert kwargs == {
-        "factory": True,
         "workers": 2,
         "host": "127.0.0.1",
         "port": 9124,
-        "log_level": "info",
-        "server_header": False,
+        "options": {"log_level": "info", "server_header": False},
     }
     # encoded once, before the workers start, beside the live bundle version it belongs to
     assert (bundle_version(model) / INTENTS_FILE).is_file()
@@ -83,6 +85,7 @@ def test_serve_index_option_is_checked(tiny_artifact, monkeypatch, clean_env):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 def test_two_worker_processes_answer_like_the_recommender(tiny_artifact, tmp_path):
     import httpx
 
@@ -113,8 +116,10 @@ def test_two_worker_processes_answer_like_the_recommender(tiny_artifact, tmp_pat
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.3)
         rec = Recommender.load(model)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for user in rec.vocab.user_ids[:20]:  # enough requests to reach both workers
+        clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) for _ in range(16)]
+        try:
+            # 16 keep-alive connections, as a load generator holds them
+            for client, user in zip(clients, rec.vocab.user_ids, strict=False):
                 body = client.post(
                     "/recommend", json={"query_type": "user_to_item", "user_id": user, "top_k": 5}
                 )
@@ -122,9 +127,70 @@ def test_two_worker_processes_answer_like_the_recommender(tiny_artifact, tmp_pat
                 assert [i["item_id"] for i in body.json()["items"]] == [
                     r.item_id for r in rec.user_to_item(user, 5).items
                 ]
-    finally:
+            # each worker listens on its own socket and the kernel spreads the connections: both
+            # hold some (uvicorn's shared socket gave all of them to one worker under load)
+            children = _workers(server.pid)
+            assert len(children) == 2
+            held = {pid: _connections(pid, port) for pid in children}
+            assert all(held.values()), held
+            assert sum(held.values()) == 16
+        finally:
+            for client in clients:
+                client.close()
+        # a worker that dies is replaced, and the server keeps answering
+        os.kill(children[0], signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while len(replaced := _workers(server.pid)) != 2 or children[0] in replaced:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 200
+        # SIGTERM stops the parent and every worker
         server.terminate()
-        server.wait(timeout=30)
+        assert server.wait(timeout=30) == 0
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in replaced)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def _workers(parent: int) -> list[int]:
+    """The worker processes (multiprocessing spawn children, not its resource tracker) of `parent`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def _connections(pid: int, port: int) -> int:
+    """Established TCP connections to local `port` whose socket the process `pid` holds (/proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+                count += 1
+    return count
 
 
 def test_workers_refuse_training_jobs(tiny_artifact, tmp_path, monkeypatch, clean_env):
@@ -135,3 +201,20 @@ def test_workers_refuse_training_jobs(tiny_artifact, tmp_path, monkeypatch, clea
     args = ["serve", "--model", str(tiny_artifact), "--workers", "2", "--jobs-dir", str(tmp_path / "jobs")]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "cannot serve training jobs" in result.output.replace("\n", " ")
+
+
+def test_workers_on_a_busy_port_fail_with_one_line(tiny_artifact, monkeypatch, clean_env):
+    """The parent binds the address before starting any worker: a port in use is one line, exit 2."""
+    from bert4rec.api.workers import reuse_port_supported
+
+    if not reuse_port_supported():
+        pytest.skip("SO_REUSEPORT workers are Linux only")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ["serve", "--model", str(tiny_artifact), "--workers", "2", "--port", str(port)]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output

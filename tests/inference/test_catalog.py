@@ -19,7 +19,7 @@ from bert4rec.errors import (
     UnknownIdError,
 )
 from bert4rec.inference import catalog as catalog_module
-from bert4rec.inference.catalog import CATALOG_DIR, NewItem, hidden_sample, new_item_bias
+from bert4rec.inference.catalog import CATALOG_DIR, LOCK_FILE, NewItem, hidden_sample, new_item_bias
 from bert4rec.inference.recommender import Recommender
 
 NEW_GENRE = "Genre99"  # no trained item has it: a filter on it leaves the new items only
@@ -145,6 +145,7 @@ def test_retired_items_are_never_recommended_and_everything_persists(rec, folder
     assert again.vocab.item_idx(903) == rec.vocab.item_idx(903)
     assert again.catalog_info()["retired"] == 1 and again.title(903) == "Item 903"
     assert [p.name for p in sorted((bundle_version(folder) / CATALOG_DIR).iterdir())] == [
+        LOCK_FILE,  # the inter-process update lock stays (an empty file)
         "catalog-000001.safetensors",
         "catalog-000002.safetensors",
         "catalog-000003.safetensors",
@@ -170,7 +171,7 @@ def test_a_crash_mid_write_leaves_the_previous_catalogue(rec, folder, minilm, mo
     assert rec.catalog_info() == before and not rec.vocab.has_item(905)  # still serving the old version
     monkeypatch.undo()
     files = sorted(p.name for p in (bundle_version(folder) / CATALOG_DIR).iterdir())
-    assert files == ["catalog-000001.safetensors"]  # no new version, no temporary file left
+    assert files == [LOCK_FILE, "catalog-000001.safetensors"]  # no new version, no temporary file
     # a process killed between writing and renaming leaves a temporary file: ignored on load
     (bundle_version(folder) / CATALOG_DIR / ".catalog-000002.safetensors.abc.tmp").write_bytes(b"partial")
     assert reload(folder, minilm).catalog_info() == before

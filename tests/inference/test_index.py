@@ -97,6 +97,15 @@ def test_hnsw_filters_are_exact_broad_selective_and_empty():
     assert hnsw.search(q, 10, exclude, selective).indices.tolist() == (
         exact.search(q, 10, exclude, selective).indices.tolist()
     )
+    # above exact_below, but too small a share for the widest candidate list (256 / 0.5% > 4096):
+    # also exhaustive, identical to exact (a graph search lost half its recall there at 5M items)
+    sparse = rng.random(n + 1) < 0.005
+    strict = HnswIndex(v, "ip", m=16, ef_construction=80, exact_below=10)
+    assert sparse.sum() > strict.exact_below
+    strict._graph = lambda *args, **kwargs: pytest.fail("searched the graph")  # type: ignore[method-assign]
+    assert strict.search(q, 10, exclude, sparse).indices.tolist() == (
+        exact.search(q, 10, exclude, sparse).indices.tolist()
+    )
     # fewer than k pass: all of them, best first
     tiny = np.zeros(n + 1, dtype=bool)
     tiny[[5, 500, 5000]] = True

@@ -102,3 +102,40 @@ def test_export_vectors_bad_paths_fail_with_one_line(tiny_artifact, tmp_path):
     r = runner.invoke(app, ["export-vectors", str(tiny_artifact), str(tmp_path)])
     assert r.exit_code == 2 and "is a folder" in r.output
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_export_follows_the_catalogue_added_in_retired_out(fused_artifact, minilm, tmp_path):
+    """Items added after training are exported with the vectors the server ranks them by; retired
+    items are left out (a vector database loaded from the file must not serve them)."""
+    import shutil
+
+    from bert4rec.inference.catalog import NewItem
+    from bert4rec.inference.recommender import Recommender
+
+    folder = tmp_path / "model"
+    shutil.copytree(fused_artifact, folder)
+    rec = Recommender.load(folder)
+    rec.enable_content(minilm)
+    n = rec.catalog.n_trained
+    meta = {"title": "Item 900 (Genre99)", "genres": "Genre99"}
+    rec.add_items([NewItem("900", "a brand new release", meta)])
+    retired = rec.vocab.item_ids[4]
+    rec.retire_items([retired])
+    out = tmp_path / "items.parquet"
+    result = runner.invoke(app, ["export-vectors", str(folder), str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 retired item(s) left out" in result.output
+    exported = pl.read_parquet(out)
+    assert exported.height == n  # n trained + 1 added - 1 retired
+    assert retired not in exported["item_id"].to_list()
+    new = exported.filter(pl.col("item_id") == 900)
+    assert new["added"].to_list() == [True] and new["popularity"].to_list() == [0]
+    assert new["genres"].to_list() == ["Genre99"]
+    served = rec.state.intents.item_vectors()[rec.vocab.item_idx(900)]
+    np.testing.assert_allclose(new["vector"].to_numpy()[0], served, rtol=1e-6)
+    # a session's list through the exported file is the server's, new item included
+    session = rec.vocab.item_ids[10:14]
+    listed = rec.sequential(session, k=10, filters={"genres": "Genre99"})
+    q = rec.state.intents.encode(np.array([-1]), [np.array([rec.vocab.item_idx(i) for i in session])])[0]
+    assert [r.item_id for r in listed.items] == local_top_k(exported, q.tolist(), 10, session, "Genre99")
+    assert [r.item_id for r in listed.items] == [900]

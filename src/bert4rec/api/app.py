@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from bert4rec import __version__
-from bert4rec.api.deps import load_served
+from bert4rec.api.deps import freeze_heap, load_served
 from bert4rec.api.errors import add_exception_handlers
 from bert4rec.api.middleware import API_KEY_HEADER, install_middleware
 from bert4rec.api.routes import demo, health, items, recommend, users
 from bert4rec.api.routes import jobs as job_routes
 from bert4rec.api.routes.docs import DOCS_STATIC, add_docs
 from bert4rec.api.settings import ServeSettings
-from bert4rec.errors import ConfigError
+from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.inference.recommender import Recommender
 from bert4rec.jobs import JobStore
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Next-item recommendations from a trained BERT4Rec / SASRec bundle.
 
@@ -36,6 +42,13 @@ the `X-API-Key` header (else **401**).
 PUBLIC_GET = frozenset({"/", "/health", "/demo", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 PUBLIC_GET_PREFIXES = ("/items/", DOCS_STATIC + "/")
 PUBLIC_POST = frozenset({"/recommend"})
+
+
+def is_slow(method: str, path: str) -> bool:
+    """The writes that load a model or rebuild the served state (`ServeSettings.slow_request_timeout`)."""
+    if method == "POST":
+        return path in ("/model", "/jobs")
+    return method in ("PUT", "DELETE") and path.startswith("/items/")
 
 
 def is_public(method: str, path: str) -> bool:
@@ -82,8 +95,23 @@ def create_app(
     if text_cold_start and recommender.content is None:
         recommender.enable_content()
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.gc_freeze:  # in the server process, once everything long-lived is loaded
+            freeze_heap()
+        every = settings.catalog_sync_s
+        sync = asyncio.create_task(sync_catalog(app, every)) if every else None
+        yield
+        if sync is not None:
+            sync.cancel()
+
     app = FastAPI(
-        title="bert4rec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None
+        title="bert4rec",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.recommender = recommender
     app.state.settings = settings
@@ -100,6 +128,8 @@ def create_app(
         allowed_hosts=settings.allowed_hosts,
         cors_origins=settings.cors_origins,
         cacheable_prefixes=(DOCS_STATIC + "/",),
+        slow=is_slow,
+        slow_timeout=settings.slow_request_timeout,
     )
     add_docs(app)
     if api_key is not None:
@@ -116,6 +146,24 @@ def create_app(
         app.state.jobs = jobs
         app.include_router(job_routes.router)
     return app
+
+
+async def sync_catalog(app: FastAPI, every_s: float) -> None:
+    """Serve the catalogue versions other processes save (the other workers of `serve --workers`,
+    `bert4rec items add` beside the server): every `every_s` seconds, one directory listing, and a
+    rebuild of the served state in a thread when there is a newer version. A file that does not fit
+    the model is logged once and skipped; the current version stays served."""
+    failed: set[int] = set()
+    while True:
+        await asyncio.sleep(every_s)
+        rec: Recommender = app.state.recommender  # read each time: POST /model may swap it
+        try:
+            await asyncio.to_thread(rec.refresh_catalog)
+        except ArtifactError as err:
+            version = rec.store.newest() if rec.store is not None else -1
+            if version not in failed:
+                failed.add(version)
+                logger.warning("not serving catalogue version %s: %s", version, err)
 
 
 def _document_api_key(app: FastAPI) -> None:

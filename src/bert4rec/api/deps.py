@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,17 @@ def load_served(path: Path | str, settings: ServeSettings) -> Recommender:
         intents_cache=settings.intents_cache,
         qdrant=settings.qdrant_options() if settings.index == "qdrant" else None,
     )
+
+
+def freeze_heap() -> None:
+    """Collect once, then move every object alive now into the collector's permanent generation
+    (gc.freeze): the loaded model's vocabularies, histories and catalogue are never garbage, and
+    without this each full collection walked all of them while the server stalled. Called when the
+    server starts and after POST /model swaps the model (`ServeSettings.gc_freeze`); what an earlier
+    call froze is released first (gc.unfreeze), so a swapped-out model is collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def get_recommender(request: Request) -> Recommender:

@@ -171,14 +171,31 @@ class RequestTimeout:
     runs to its end and its response is dropped (its concurrency slot is held until then, which is
     the honest count of busy workers)."""
 
-    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        seconds: float,
+        slow: Callable[[str, str], bool] | None = None,
+        slow_seconds: float | None = None,
+    ) -> None:
+        """`slow(method, path)` marks the requests that get `slow_seconds` instead (None: no limit):
+        the writes that load a model or rebuild the served state."""
         self.app = app
         self.seconds = seconds
+        self.slow = slow
+        self.slow_seconds = slow_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, option = self.seconds, "--request-timeout"
+        if self.slow is not None and self.slow(scope["method"], scope["path"]):
+            if self.slow_seconds is None:
+                await self.app(scope, receive, send)
+                return
+            limit, option = self.slow_seconds, "BERT4REC_SLOW_REQUEST_TIMEOUT"
         started = timed_out = False
 
         async def guarded_send(message: Message) -> None:
@@ -193,11 +210,11 @@ class RequestTimeout:
 
             async def watchdog() -> None:
                 nonlocal timed_out
-                await anyio.sleep(self.seconds)
+                await anyio.sleep(limit)
                 if started:
                     return
                 timed_out = True
-                detail = f"the request took longer than {self.seconds:g} s (--request-timeout); abandoned"
+                detail = f"the request took longer than {limit:g} s ({option}); abandoned"
                 await json_error(504, detail)(scope, receive, send)
                 group.cancel_scope.cancel()
 
@@ -369,11 +386,14 @@ def install_middleware(
     allowed_hosts: list[str],
     cors_origins: list[str],
     cacheable_prefixes: tuple[str, ...] = (),
+    slow: Callable[[str, str], bool] | None = None,
+    slow_timeout: float | None = None,
 ) -> None:
-    """Add the middleware in the order described at the top (add_middleware puts each new one outside)."""
+    """Add the middleware in the order described at the top (add_middleware puts each new one outside).
+    `slow(method, path)`: the requests that get `slow_timeout` instead of `request_timeout`."""
     app.add_middleware(RequestBody, max_bytes=max_body_bytes)
     if request_timeout is not None:
-        app.add_middleware(RequestTimeout, seconds=request_timeout)
+        app.add_middleware(RequestTimeout, seconds=request_timeout, slow=slow, slow_seconds=slow_timeout)
     if max_concurrency is not None:
         app.add_middleware(ConcurrencyLimit, limit=max_concurrency, retry_after_s=retry_after_s)
     if api_key is not None:

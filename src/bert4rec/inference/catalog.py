@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -55,6 +56,8 @@ CATALOG_FORMAT = "1"
 MAX_TEXT_CHARS = 2000  # a description; MiniLM reads 256 word pieces anyway
 MAX_ID_CHARS = 256
 KEEP_VERSIONS = 10  # older catalogue files are deleted after a successful write
+LOCK_FILE = ".lock"  # inter-process: one update at a time across the processes serving a bundle
+LOCK_TIMEOUT_S = 30.0
 _FILE = re.compile(r"^catalog-(\d{6,})\.safetensors$")
 
 
@@ -456,6 +459,24 @@ class CatalogStore:
 
     def path(self, version: int) -> Path:
         return self.folder / f"catalog-{version:06d}.safetensors"
+
+    def newest(self) -> int:
+        """The newest saved version (0: none): one directory listing, cheap enough to poll."""
+        versions = self.versions()
+        return versions[-1] if versions else 0
+
+    def lock(self) -> FileLock:
+        """An inter-process lock on this catalogue: every process serving the bundle (`serve --workers`,
+        `bert4rec items add` beside a running server) takes it around read-newest-then-save, so no
+        update is written on top of a version it has not seen. Raises CatalogWriteError when the
+        folder cannot be created (a read-only bundle cannot take updates)."""
+        try:
+            self.folder.mkdir(exist_ok=True)
+        except OSError as err:
+            raise CatalogWriteError(
+                f"cannot write the catalogue folder {self.folder} ({err}); nothing changed"
+            ) from err
+        return FileLock(self.folder / LOCK_FILE, timeout=LOCK_TIMEOUT_S)
 
     def load(self) -> tuple[int, list[AddedItem], list[Any]] | None:
         """The newest version: (version, added items, retired ids); None when there is none.

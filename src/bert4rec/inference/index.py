@@ -38,6 +38,11 @@ INDEX_KINDS: tuple[str, ...] = ("auto", "exact", "hnsw", "qdrant")
 # one core of the 2-core benchmark machine, HNSW well under 1 ms (benchmarks/results/serving/vector_index.md)
 DEFAULT_THRESHOLD = 200_000
 MAX_EF_SEARCH = 4096  # the widest candidate list a filtered graph search uses
+# a filter too selective for that list (efSearch / passing share > MAX_EF_SEARCH) is scored exhaustively
+# when at most this many items pass: at 5M items a 0.5% filter (25,000 items) lost half its recall in
+# the graph (0.499 at p50 14 ms, benchmarks/results/serving/vector_index_5m.md), and scoring those
+# rows directly is exact and faster
+MAX_EXHAUSTIVE = 250_000
 FAISS_HINT = "the approximate index needs faiss: pip install 'bert4rec[serve]' (faiss-cpu)"
 
 
@@ -184,7 +189,9 @@ class HnswIndex:
     at efSearch 64 on 20k generated item vectors, because the extra coordinate dominates.)
     Filters and exclusions are exact: see the module docstring. `exact_below` is the number of
     passing items under which a filtered query is scored exhaustively (it costs about as much as a
-    graph search then, and a graph search with a very selective filter loses recall).
+    graph search then, and a graph search with a very selective filter loses recall); so is a
+    filter that passes too small a share for the widest candidate list (`MAX_EF_SEARCH`), up to
+    `MAX_EXHAUSTIVE` passing items.
     """
 
     kind = "hnsw"
@@ -276,12 +283,14 @@ class HnswIndex:
         allowed = _allowed(self._n, exclude, mask)
         assert allowed is not None
         n_allowed = int(allowed.sum())
-        if n_allowed <= self.exact_below:
+        passing = n_allowed / self.n_items
+        too_selective = max(self.ef_search, k) / max(passing, 1e-9) > MAX_EF_SEARCH
+        if n_allowed <= self.exact_below or (too_selective and n_allowed <= MAX_EXHAUSTIVE):
             return self._exhaustive(q, k, allowed)
         # faiss ids are index - 1; IDSelectorBitmap reads bit (id % 8) of byte (id // 8)
         bits = np.packbits(allowed[1:], bitorder="little")
         selector = self._faiss.IDSelectorBitmap(self.n_items, self._faiss.swig_ptr(bits))
-        found = self._graph(q, k, selector, passing=n_allowed / self.n_items)
+        found = self._graph(q, k, selector, passing=passing)
         if len(found.indices) >= min(k, n_allowed):
             return found
         return self._exhaustive(q, k, allowed)

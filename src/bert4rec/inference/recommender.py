@@ -26,13 +26,15 @@ The CLI and the HTTP API only talk to this class; it never imports training code
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from filelock import Timeout
 
 from bert4rec.artifacts import Bundle, load_bundle
 from bert4rec.data.vocab import Vocab
@@ -40,6 +42,7 @@ from bert4rec.errors import (
     ArtifactError,
     CatalogConflictError,
     CatalogError,
+    CatalogWriteError,
     ConfigError,
     ContentUnavailableError,
     QueryError,
@@ -155,29 +158,9 @@ class Recommender:
         self._write_lock = threading.Lock()  # one catalogue update at a time
         self._hidden: torch.Tensor | None = None  # users' hidden states that new items are calibrated on
         self.store = CatalogStore(bundle.path, self.fingerprint) if bundle.path is not None else None
-        base = ItemCatalog(bundle.vocab, bundle.items, bundle.display_col, bundle.popularity)
-        stored = self.store.load() if catalog and self.store is not None else None
-        if stored is not None:
-            version, added, retired = stored
-            assert self.store is not None
-            where = self.store.path(version)
-            dim = bundle.config.model.content_dim
-            if any(a.vector.shape != (dim,) for a in added) or (added and bundle.model.content is None):
-                raise ArtifactError(f"{where}: its text vectors do not fit this model ({dim}-wide, fused)")
-            try:
-                base = ItemCatalog(
-                    bundle.vocab,
-                    bundle.items,
-                    bundle.display_col,
-                    bundle.popularity,
-                    added=added,
-                    retired=retired,
-                    version=version,
-                )
-            except Exception as err:  # noqa: BLE001 - a stored file is untrusted: any mismatch is named
-                raise ArtifactError(
-                    f"{where}: does not fit the model ({type(err).__name__}: {err})"
-                ) from None
+        base = self._stored_catalog() if catalog else None
+        if base is None:
+            base = ItemCatalog(bundle.vocab, bundle.items, bundle.display_col, bundle.popularity)
         # built eagerly: a lazy cache would race between the API's worker threads
         self._state = self._build_state(base)
         # stored histories hold trained items only, whose input embeddings added items never change:
@@ -195,6 +178,71 @@ class Recommender:
         """Load a model bundle folder (validated; raises ArtifactError with the reason) and its
         saved catalogue."""
         return cls(load_bundle(Path(path)), backend=backend, threads=threads, **kwargs)
+
+    def _stored_catalog(self) -> ItemCatalog | None:
+        """The newest catalogue version saved beside the bundle (None: none saved). Raises
+        ArtifactError naming the file when it does not fit this model."""
+        bundle = self.bundle
+        stored = self.store.load() if self.store is not None else None
+        if stored is None:
+            return None
+        version, added, retired = stored
+        assert self.store is not None
+        where = self.store.path(version)
+        dim = bundle.config.model.content_dim
+        if any(a.vector.shape != (dim,) for a in added) or (added and bundle.model.content is None):
+            raise ArtifactError(f"{where}: its text vectors do not fit this model ({dim}-wide, fused)")
+        try:
+            return ItemCatalog(
+                bundle.vocab,
+                bundle.items,
+                bundle.display_col,
+                bundle.popularity,
+                added=added,
+                retired=retired,
+                version=version,
+            )
+        except Exception as err:  # noqa: BLE001 - a stored file is untrusted: any mismatch is named
+            raise ArtifactError(f"{where}: does not fit the model ({type(err).__name__}: {err})") from None
+
+    def refresh_catalog(self) -> bool:
+        """Serve the newest catalogue version saved beside the bundle, if another process (another
+        `serve --workers` worker, `bert4rec items add`) saved a newer one than this process serves.
+        Returns whether the served version changed. Cheap when nothing changed (one directory
+        listing). Raises ArtifactError for a newer file that does not fit the model (nothing changes)."""
+        if self.store is None or self.store.newest() <= self._state.catalog.version:
+            return False
+        with self._write_lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        """`refresh_catalog` for a caller that holds the write lock."""
+        if self.store is None or self.store.newest() <= self._state.catalog.version:
+            return False
+        catalog = self._stored_catalog()
+        if catalog is None or catalog.version <= self._state.catalog.version:
+            return False
+        self._state = self._build_state(catalog)
+        return True
+
+    @contextmanager
+    def _updating(self) -> Iterator[None]:
+        """Around a catalogue update: this process's write lock, then the catalogue's inter-process
+        lock, then the newest saved version, so the update builds on every version saved before it."""
+        with self._write_lock:
+            if self.store is None:
+                yield
+                return
+            try:
+                lock = self.store.lock().acquire()
+            except Timeout:
+                raise CatalogWriteError(
+                    f"another process has held the catalogue lock {self.store.folder} for too long; "
+                    "nothing changed"
+                ) from None
+            with lock:
+                self._refresh_locked()
+                yield
 
     # ------------------------------------------------------------------ served state
     def _build_state(self, catalog: ItemCatalog) -> ServedState:
@@ -401,7 +449,10 @@ class Recommender:
             )
         if not items:
             raise CatalogError("no items to add", "items")
-        with self._write_lock:
+        self.refresh_catalog()  # what other processes saved, so the checks below see it
+        for item in items:  # malformed input fails before any lock or file is touched
+            self._state.catalog.prepare_new(item)
+        with self._updating():
             current = self._state.catalog
             prepared = [current.prepare_new(item) for item in items]
             ids = [p[0] for p in prepared]
@@ -433,7 +484,10 @@ class Recommender:
         retired id (nothing changed)."""
         if not item_ids:
             raise CatalogError("no items to retire", "items")
-        with self._write_lock:
+        self.refresh_catalog()  # what other processes saved, so the checks below see it
+        for item_id in item_ids:  # unknown ids fail before any lock or file is touched
+            self._state.catalog.check_retire(item_id)
+        with self._updating():
             current = self._state.catalog
             ids = [current.check_retire(item_id) for item_id in item_ids]
             return self._commit(current.with_updates(retired=ids))

@@ -23,6 +23,7 @@ from bert4rec.api.schemas import (
     ItemUpsertRequest,
 )
 from bert4rec.errors import (
+    ArtifactError,
     CatalogConflictError,
     CatalogError,
     CatalogWriteError,
@@ -63,7 +64,7 @@ def _update_error(err: Exception) -> HTTPException:
     if isinstance(err, CatalogError):
         loc = ["path", "item_id"] if err.field == "item_id" else ["body", *err.field.split(".", 1)]
         return HTTPException(422, [{"loc": loc, "msg": str(err), "type": "catalog_item"}])
-    return HTTPException(503, str(err))  # could not save, or no text encoder
+    return HTTPException(503, str(err))  # could not save or read the catalogue, or no text encoder
 
 
 _UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -82,10 +83,11 @@ def put_item(
     """Add an item after training (201), or update an item added before (200): its vector comes from
     its text through the trained content fusion, so it can be recommended by every query type and
     used as a query item at once. Saved beside the model; survives a restart."""
-    existed = rec.vocab.has_item(item_id)
     try:
+        rec.refresh_catalog()  # another worker may have added it: 200, not 201
+        existed = rec.vocab.has_item(item_id)
         info = rec.add_item(item_id, text=body.text, metadata=body.metadata)
-    except (CatalogError, CatalogWriteError, ContentUnavailableError) as err:
+    except (CatalogError, CatalogWriteError, ContentUnavailableError, ArtifactError) as err:
         raise _update_error(err) from err
     if existed:
         response.status_code = 200
@@ -100,8 +102,9 @@ def delete_item(item_id: ItemIdPath, rec: RecommenderDep) -> ItemChangeResponse:
     """Retire an item (trained or added): it is never recommended again; histories that hold it still
     read. Saved beside the model; survives a restart."""
     try:
+        rec.refresh_catalog()  # another worker may have added or retired it
         found = rec.catalog.check_retire(item_id)
         info = rec.retire_items([item_id])
-    except (UnknownIdError, CatalogError, CatalogWriteError) as err:
+    except (UnknownIdError, CatalogError, CatalogWriteError, ArtifactError) as err:
         raise _update_error(err) from err
     return ItemChangeResponse(item_id=found, status="retired", catalog=CatalogInfo(**info))

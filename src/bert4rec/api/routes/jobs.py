@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from bert4rec.api.deps import load_served
+from bert4rec.api.deps import freeze_heap, load_served
 from bert4rec.api.schemas import ErrorResponse
 from bert4rec.errors import ArtifactError
 from bert4rec.inference.recommender import Recommender
@@ -193,6 +193,9 @@ def serve_job_model(body: ServeRequest, request: Request, jobs: JobsDep) -> Serv
     except (JobStateError, ArtifactError) as err:
         raise HTTPException(status_code=409, detail=str(err)) from None
     request.app.state.recommender = new
+    del current
+    if request.app.state.settings.gc_freeze:
+        freeze_heap()  # frees the old model and freezes the new one's objects, as at startup
     return ServedModel(
         job_id=body.job_id, bundle=str(path), model_type=new.model_type, n_items=new.vocab.n_items
     )
