@@ -293,3 +293,18 @@ def test_catalogue_updates_reach_the_collection(fused_artifact, tmp_path, minilm
         assert retired not in [r.item_id for r in b.items]
     item = served.vocab.item_ids[4]
     same(exact.item_to_item(item, 10), served.item_to_item(item, 10))
+
+    # another replica on the same bundle and collections (serve --workers) that still serves the
+    # trained catalogue: it never sets the collection back (which would hide item 901 from `served`)
+    other = Recommender.load(folder, index="qdrant", qdrant=options, catalog=False)
+    assert other.catalog.version == 0 and other.model_index.read_only
+    assert (other.model_index.uploaded, other.model_index.deleted) == (0, 0)
+    assert [r.item_id for r in served.user_to_item(user, 5, only_new).items] == [901]
+    old = Recommender(other.bundle, index="exact", catalog=False)  # what `other` should answer:
+    for u in served.vocab.user_ids[:5]:  # its version's items, less the ones retired since
+        got = [r.item_id for r in other.user_to_item(u, 10).items]
+        assert 901 not in got and retired not in got
+        assert got == [r.item_id for r in old.user_to_item(u, 11).items if r.item_id != retired][:10]
+    # it catches up at its next refresh, and finds the collection already holding that version
+    assert other.refresh_catalog() and other.catalog.n_added == 1
+    assert not other.model_index.read_only and other.model_index.uploaded == 0

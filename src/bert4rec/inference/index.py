@@ -21,7 +21,7 @@ graph search that comes back with fewer than the items available falls back to t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -303,21 +303,19 @@ def build_index(
     metric: Metric = "cosine",
     *,
     qdrant: Mapping[str, Any] | None = None,
-    payload: Callable[[int], Mapping[str, Any]] | None = None,
-    active: np.ndarray | None = None,
-    **hnsw: Any,
+    **options: Any,
 ) -> VectorIndex:
     """An index over `vectors` (n_items + 1, D), row 0 PAD: `exact`, `hnsw` (faiss), `auto` (HNSW
     when there are more than `threshold` items and faiss is installed, else exact) or `qdrant` (a
-    `QdrantIndex`: `qdrant` holds its `QdrantOptions` fields, url or path first; `payload(idx)` the
-    item payload stored with each point, `active` the rows stored). `hnsw` keyword arguments go to
-    `HnswIndex` (m, ef_construction, ef_search, exact_below)."""
+    `QdrantIndex`; `qdrant` holds its `QdrantOptions` fields, url or path first). Keyword `options`
+    go to the index class: `HnswIndex` (m, ef_construction, ef_search, exact_below) or `QdrantIndex`
+    (payload, active, version, lineage)."""
     if kind not in INDEX_KINDS:
         raise ConfigError(f"unknown index {kind!r}: use one of {', '.join(INDEX_KINDS)}")
     if kind == "qdrant":
         from bert4rec.inference.qdrant_index import QdrantIndex
 
-        return QdrantIndex(vectors, metric, qdrant, payload=payload, active=active)
+        return QdrantIndex(vectors, metric, qdrant, **options)
     n_items = int(vectors.shape[0]) - 1
     if kind == "auto":
         if n_items <= threshold:
@@ -331,4 +329,4 @@ def build_index(
                 kind = "hnsw"
     if kind == "exact":
         return ExactIndex(vectors, metric=metric)
-    return HnswIndex(vectors, metric=metric, **hnsw)
+    return HnswIndex(vectors, metric=metric, **options)

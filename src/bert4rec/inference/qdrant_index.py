@@ -19,7 +19,8 @@ Stale vectors are never served silently:
       that stopped half-way: the fingerprint is written last) is synchronised (`on_mismatch=
       "rebuild"`: changed and new points upserted in batches, points of removed rows deleted) or
       refused (`on_mismatch="refuse"`, a ConfigError naming the collection); a collection without
-      a fingerprint (not created by bert4rec) is never written to;
+      a fingerprint (not created by bert4rec) is never written to, nor is one that holds a later
+      catalogue version of the same model (another replica got there first);
     * every answer's points carry `h`, checked against this process's vectors: a collection that
       another process rebuilt from other vectors while this one serves fails the query with
       IndexUnavailableError instead of returning stale scores.
@@ -58,6 +59,8 @@ from bert4rec.inference.index import Metric, SearchResult, _allowed, _as_query, 
 QDRANT_HINT = "the qdrant index needs qdrant-client: pip install 'bert4rec[scale]'"
 DEFAULT_COLLECTION = "bert4rec"
 FINGERPRINT_KEY = "bert4rec_fingerprint"
+VERSION_KEY = "bert4rec_catalog_version"  # the catalogue version the points hold (Recommender)
+LINEAGE_KEY = "bert4rec_model"  # the model those versions extend (its weights' fingerprint)
 INCOMPLETE = "incomplete"  # the fingerprint while points are being written
 TIE_MARGIN = 8  # extra results fetched so that ties at the k-th score break by index, as in ExactIndex
 SCROLL_PAGE = 10_000
@@ -253,9 +256,12 @@ class QdrantIndex:
     `title`, `metadata`; the Recommender passes `ItemCatalog.payload`); it is read only for the
     points that are written. `active` (n_items + 1,) bool: the rows stored as points (default all
     but PAD; the Recommender leaves retired items out, so the collection holds the active
-    catalogue). `options` is a `QdrantOptions` or a mapping of its fields; `client`
-    (tests) uses that qdrant-client instead of the process's shared one. Raises ConfigError (bad
-    options, a refused stale collection) or IndexUnavailableError (Qdrant cannot be reached)."""
+    catalogue). `version` and `lineage` (the catalogue version and the model's fingerprint) are
+    stored with the fingerprint: a collection that already holds a later version of the same model
+    is attached without writing (`read_only`), so replicas never set each other back. `options` is
+    a `QdrantOptions` or a mapping of its fields; `client` (tests) uses that qdrant-client instead
+    of the process's shared one. Raises ConfigError (bad options, a refused stale collection) or
+    IndexUnavailableError (Qdrant cannot be reached)."""
 
     kind = "qdrant"
 
@@ -267,6 +273,8 @@ class QdrantIndex:
         *,
         payload: Payloads | None = None,
         active: np.ndarray | None = None,
+        version: int | None = None,
+        lineage: str | None = None,
         client: Any = None,
         collection: str | None = None,
     ) -> None:
@@ -296,6 +304,8 @@ class QdrantIndex:
         self.fingerprint = digest.hexdigest()[:32]
         self.collection = collection or f"{self.options.collection}-{metric}"
         self._payload = payload
+        self.version, self.lineage = version, lineage
+        self.read_only = False  # True: the collection holds a newer catalogue version, left as it is
         if client is not None:
             self._conn = _Connection(client, local=_is_local(client))
         else:
@@ -330,13 +340,13 @@ class QdrantIndex:
                 f"{self.options.where} failed on {method} for collection {self.collection!r}: {_reason(err)}"
             ) from None
 
-    def _stored_fingerprint(self) -> tuple[bool, str | None, bool]:
-        """(collection exists, its fingerprint, its vector layout fits); raises ConfigError for a
+    def _stored(self) -> tuple[bool, dict[str, Any], bool]:
+        """(collection exists, its metadata, its vector layout fits); raises ConfigError for a
         collection that bert4rec did not create (no fingerprint key: never overwritten)."""
         if not self._call("collection_exists", self.collection):
-            return False, None, True
+            return False, {}, True
         info = self._call("get_collection", self.collection)
-        metadata = info.config.metadata or {}
+        metadata = dict(info.config.metadata or {})
         if FINGERPRINT_KEY not in metadata:
             raise ConfigError(
                 f"{self.options.where}: collection {self.collection!r} exists but was not created by "
@@ -347,11 +357,28 @@ class QdrantIndex:
         fits = getattr(params, "size", None) == self._d and getattr(params, "distance", None) == (
             self._models.Distance.DOT
         )
-        return True, str(metadata[FINGERPRINT_KEY]), fits
+        return True, metadata, fits
 
     def _attach(self) -> None:
-        exists, stored, fits = self._stored_fingerprint()
+        exists, metadata, fits = self._stored()
+        stored = str(metadata[FINGERPRINT_KEY]) if exists else None
         if exists and fits and stored == self.fingerprint:
+            return
+        newer = metadata.get(VERSION_KEY)
+        if (
+            exists
+            and fits
+            and self.lineage is not None
+            and self.version is not None
+            and metadata.get(LINEAGE_KEY) == self.lineage
+            and isinstance(newer, int)
+            and newer > self.version
+        ):
+            # another replica of this model already serves a later catalogue version: writing ours
+            # would hide its added items. Its points are a superset-or-retirement of ours (queries
+            # skip the items we do not know, and the hash check catches a vector that changed), and
+            # this process reaches that version at its next catalogue refresh.
+            self.read_only = True
             return
         if exists and self.options.on_mismatch == "refuse":
             raise ConfigError(
@@ -373,7 +400,7 @@ class QdrantIndex:
                 "create_collection",
                 self.collection,
                 vectors_config=m.VectorParams(size=self._d, distance=m.Distance.DOT),
-                metadata={FINGERPRINT_KEY: INCOMPLETE},
+                metadata={FINGERPRINT_KEY: INCOMPLETE, VERSION_KEY: self.version, LINEAGE_KEY: self.lineage},
                 **extra,
             )
             stored_h = np.full(self._n, -2, dtype=np.int64)
@@ -392,7 +419,8 @@ class QdrantIndex:
             ids = extra_ids[start : start + self.options.batch_size]
             self._call("delete", self.collection, points_selector=m.PointIdsList(points=ids), wait=True)
         self.uploaded, self.deleted = len(changed), len(extra_ids)
-        self._call("update_collection", self.collection, metadata={FINGERPRINT_KEY: self.fingerprint})
+        done = {FINGERPRINT_KEY: self.fingerprint, VERSION_KEY: self.version, LINEAGE_KEY: self.lineage}
+        self._call("update_collection", self.collection, metadata=done)
 
     def _scroll_hashes(self) -> tuple[np.ndarray, list[Any]]:
         """The stored hash per row (-2 = no point) and the ids of points that are not rows 1..n."""

@@ -265,6 +265,7 @@ class Recommender:
         where: dict[str, Any] = {}
         if kind == "qdrant":
             where = {"qdrant": self.qdrant, "payload": catalog.payload, "active": catalog.active}
+            where |= {"version": catalog.version, "lineage": self.fingerprint}
         with torch.inference_mode():
             item_index = build_index(model.item_weights(), kind, threshold, "cosine", **where)
         model_index = build_index(intents.item_vectors(), kind, threshold, "ip", **where)
