@@ -58,7 +58,7 @@ import torch
 from bert4rec.artifacts import save_bundle
 from bert4rec.config import ExperimentConfig, build_config, deep_merge, option_overrides
 from bert4rec.data.cold_start import choose_cold_items, cold_users, hold_out_items
-from bert4rec.data.collate import inference_batch
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.vocab import Vocab
 from bert4rec.evaluation.evaluator import Evaluator
@@ -344,14 +344,14 @@ class _Hidden:
     biases, and no input holds a new item, so every knob setting scores from the same states."""
 
     def __init__(self, model: SequenceTransformer, split: SequenceSplit, users: np.ndarray) -> None:
-        scorer = TransformerScorer(model)
         self.row = {int(u): j for j, u in enumerate(users)}
         histories = split.inputs("test", users)
         parts = []
+        kind = sequence_kind(model.model_type)
         with torch.inference_mode():
             for start in range(0, len(users), 256):
-                seq = inference_batch(histories[start : start + 256], model.cfg.max_len, scorer.mask_idx)
-                parts.append(model.encode(seq)[:, -1])
+                seq = kind.inference_batch(histories[start : start + 256], model.cfg.max_len, model.n_items)
+                parts.append(kind.read(model.encode(seq)))
         self.states = torch.cat(parts)  # (U, D)
 
     def scorer(self, model: SequenceTransformer) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -303,7 +303,14 @@ class EvalConfig(_Strict):
         return self
 
 
-ModelType = Literal["bert4rec", "sasrec", "popularity", "item_knn", "mf"]
+# The one list of model names: the CLI, config validation, the pipeline's registries and the
+# report's order all read these (bert4rec.models maps each name to its class)
+TransformerType = Literal["bert4rec", "sasrec"]
+BaselineType = Literal["popularity", "item_knn", "mf"]
+ModelType = Literal[TransformerType, BaselineType]
+TRANSFORMER_TYPES: tuple[str, ...] = get_args(TransformerType)
+BASELINE_TYPES: tuple[str, ...] = get_args(BaselineType)
+MODEL_TYPES: tuple[str, ...] = (*TRANSFORMER_TYPES, *BASELINE_TYPES)
 
 
 class ExperimentConfig(_Strict):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bert4rec.artifacts import save_bundle
-from bert4rec.config import ExperimentConfig
+from bert4rec.config import BASELINE_TYPES, MODEL_TYPES, TRANSFORMER_TYPES, ExperimentConfig
 from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
 from bert4rec.data.sequences import SequenceSplit, build_split
@@ -23,8 +23,8 @@ from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
 from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.models import BASELINES
 from bert4rec.models.base import Scorer
-from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
     from bert4rec.models.transformer import SequenceTransformer
 
 log = logging.getLogger(__name__)
-
-TRANSFORMER_TYPES = ("bert4rec", "sasrec")
-BASELINES = {"popularity": PopularityRecommender, "item_knn": ItemKNNRecommender, "mf": MFRecommender}
-ALL_MODELS = (*TRANSFORMER_TYPES, *BASELINES)
 
 
 @dataclass
@@ -166,9 +162,9 @@ def train_and_evaluate(
     """
     from bert4rec.training.tracking import log_evaluation, make_tracker
 
-    if model_type not in ALL_MODELS:
-        raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(ALL_MODELS)}")
-    cfg = cfg.for_model(model_type)  # type: ignore[arg-type]  # checked against ALL_MODELS above
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(MODEL_TYPES)}")
+    cfg = cfg.for_model(model_type)  # type: ignore[arg-type]  # checked against MODEL_TYPES above
     split = prepared.split
     run_dir = Path(run_dir)
     primary = is_global_zero()
@@ -298,7 +294,7 @@ def _fit_baseline(request: _FitRequest) -> _Fitted:
 # the fit step of each model: every one returns a `_Fitted`, so train_and_evaluate does not branch
 _FIT_STEPS: dict[str, Callable[[_FitRequest], _Fitted]] = {
     **dict.fromkeys(TRANSFORMER_TYPES, _fit_transformer),
-    **dict.fromkeys(BASELINES, _fit_baseline),
+    **dict.fromkeys(BASELINE_TYPES, _fit_baseline),
 }
 
 

@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.vocab import Vocab, canonical_int
 from bert4rec.errors import (
     ArtifactError,
@@ -156,19 +157,17 @@ def hidden_sample(
 ) -> torch.Tensor:
     """(U, D) the model's output hidden states for up to `n` evenly spaced non-empty histories (the
     users' stored ones): the reference crowd `calibrated_biases` scores new items against."""
-    from bert4rec.data.collate import inference_batch
-
     nonempty = [h for h in histories if len(h)]
     if not nonempty:
         return torch.zeros(1, model.cfg.hidden_size)
     picked = [nonempty[int(i)] for i in np.linspace(0, len(nonempty) - 1, min(n, len(nonempty)))]
-    mask_idx = None if model.causal else model.n_items + 1
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        seq = inference_batch(picked, max_len, mask_idx).to(device)
-        return model.encode(seq)[:, -1].float().cpu()
+        kind = sequence_kind(model.model_type)
+        seq = kind.inference_batch(picked, max_len, model.n_items).to(device)
+        return kind.read(model.encode(seq)).float().cpu()
     finally:
         model.train(was_training)
 

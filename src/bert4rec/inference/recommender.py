@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from bert4rec.artifacts import Bundle, load_bundle
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.vocab import Vocab
 from bert4rec.errors import (
     ArtifactError,
@@ -281,7 +282,7 @@ class Recommender:
     @property
     def max_history(self) -> int:
         """History items the model sees; older ones are cut (BERT4Rec keeps one slot for [MASK])."""
-        return self.max_len - 1 if self.scorer.mask_idx is not None else self.max_len
+        return sequence_kind(self.model_type).max_history(self.max_len)
 
     @property
     def filter_fields(self) -> list[str]:

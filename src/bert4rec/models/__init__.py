@@ -1,15 +1,26 @@
-"""Models: the shared Transformer backbone (BERT4Rec, SASRec), content fusion and simple baselines."""
+"""Models: the shared Transformer backbone (BERT4Rec, SASRec), content fusion and simple baselines.
+
+The registries below map every name of `bert4rec.config.MODEL_TYPES` to its class (a Transformer
+type's data side, its training windows and batches and inference input, is its
+`bert4rec.data.kinds.SequenceKind` of the same name).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from bert4rec.config import ModelConfig
+from bert4rec.config import BASELINE_TYPES, TRANSFORMER_TYPES, ModelConfig
+from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
 from bert4rec.models.bert4rec import BERT4Rec
 from bert4rec.models.sasrec import SASRec
 from bert4rec.models.transformer import SequenceTransformer
 
-TRANSFORMERS: dict[str, type[SequenceTransformer]] = {"bert4rec": BERT4Rec, "sasrec": SASRec}
+TRANSFORMERS: dict[str, type[SequenceTransformer]] = {cls.model_type: cls for cls in (BERT4Rec, SASRec)}
+Baseline = PopularityRecommender | ItemKNNRecommender | MFRecommender
+BASELINES: dict[str, type[Baseline]] = {
+    cls.name: cls for cls in (PopularityRecommender, ItemKNNRecommender, MFRecommender)
+}
+assert tuple(TRANSFORMERS) == TRANSFORMER_TYPES and tuple(BASELINES) == BASELINE_TYPES
 
 
 def build_transformer(
@@ -24,4 +35,12 @@ def build_transformer(
     return TRANSFORMERS[model_type](cfg, n_items, n_users, content=content)
 
 
-__all__ = ["BERT4Rec", "SASRec", "SequenceTransformer", "TRANSFORMERS", "build_transformer"]
+__all__ = [
+    "BASELINES",
+    "BERT4Rec",
+    "Baseline",
+    "SASRec",
+    "SequenceTransformer",
+    "TRANSFORMERS",
+    "build_transformer",
+]

@@ -9,6 +9,8 @@ item the same position embedding it would get at full length.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,11 +99,15 @@ class Block(nn.Module):
 class SequenceTransformer(nn.Module):
     """Item + position embeddings -> Transformer blocks -> scores over all items.
 
-    `causal=False` gives BERT4Rec's bidirectional encoder, `causal=True` SASRec's left-to-right one.
+    `causal=False` gives BERT4Rec's bidirectional encoder, `causal=True` SASRec's left-to-right one;
+    a subclass per model type fixes it and names its `model_type` (the name of its data side,
+    `bert4rec.data.kinds.sequence_kind`: training windows and batches, inference input).
     With `cfg.content_fusion` every item vector (input embedding and, when tied, output vector) is
     the ID embedding plus a learned projection of the item's fixed text vector (`content`, shape
     (n_items + 2, cfg.content_dim), computed outside the model); see `bert4rec.models.content`.
     """
+
+    model_type: ClassVar[str]
 
     def __init__(
         self,
