@@ -64,7 +64,7 @@ from bert4rec.data.vocab import Vocab
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.metrics import metric_table, rank_of_target
 from bert4rec.evaluation.results import run_metadata
-from bert4rec.inference.catalog import new_item_bias
+from bert4rec.inference.catalog import new_item_bias, reset_items
 from bert4rec.inference.content import MINILM_NAME
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.transformer import SequenceTransformer
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in VARIANTS:
         model, info = train_variant(held, configs[variant], content if variant == "fused" else None)
         new = copy.deepcopy(model)
-        new.reset_items(torch.from_numpy(cold))
+        reset_items(new, torch.from_numpy(cold))
         info["new_items"], protocol = evaluate_groups(new, evaluator, groups)
         info["as_trained"], _ = evaluate_groups(model, evaluator, groups)
         results[variant] = info
@@ -351,7 +351,7 @@ class _Hidden:
         with torch.inference_mode():
             for start in range(0, len(users), 256):
                 seq = kind.inference_batch(histories[start : start + 256], model.cfg.max_len, model.n_items)
-                parts.append(kind.read(model.encode(seq)))
+                parts.append(kind.read(model(seq)))
         self.states = torch.cat(parts)  # (U, D)
 
     def scorer(self, model: SequenceTransformer) -> Any:

@@ -124,6 +124,30 @@ def extend_model(
     return out.eval()
 
 
+@torch.no_grad()
+def reset_items(model: SequenceTransformer, item_idx: torch.Tensor) -> None:
+    """Treat trained items as if added after training (cold-start evaluation), in place: their ID
+    vectors (input, and output when untied) become zero and their output bias the mean bias of the
+    other items.
+
+    A fused model then scores them from their text alone; an ID-only model scores them all alike.
+    Needed because items without training interactions still sit in the training softmax as
+    never-positive items, which pushes their scores down, text part included (see the cold-start
+    oracle in tests/models/test_content_fusion.py).
+    """
+    idx = torch.as_tensor(item_idx, dtype=torch.int64, device=model.head_bias.device).reshape(-1)
+    if len(idx) and (int(idx.min()) < 1 or int(idx.max()) > model.n_items):
+        raise ValueError(f"item indices must be in 1..{model.n_items}")
+    others = torch.ones(model.n_items + 1, dtype=torch.bool, device=idx.device)
+    others[0] = False
+    others[idx] = False
+    model.item_emb.weight[idx] = 0.0
+    if model.head is not None:
+        model.head.weight[idx] = 0.0
+    if others.any():
+        model.head_bias[idx] = model.head_bias[others].mean()
+
+
 def new_item_bias(model: SequenceTransformer, n_trained: int, exposure: float) -> float:
     """The output bias of a new item: the `exposure` quantile (0..1) of the trained items' biases."""
     if not 0.0 <= exposure <= 1.0:
@@ -167,7 +191,7 @@ def hidden_sample(
         device = next(model.parameters()).device
         kind = sequence_kind(model.model_type)
         seq = kind.inference_batch(picked, max_len, model.n_items).to(device)
-        return kind.read(model.encode(seq)).float().cpu()
+        return kind.read(model(seq)).float().cpu()
     finally:
         model.train(was_training)
 

@@ -71,7 +71,7 @@ class IntentEncoder:
         try:
             with torch.inference_mode():
                 for idx, seq in chunks:
-                    hidden = self.kind.read(model.encode(seq, user_t[torch.from_numpy(idx)]))  # (b, D)
+                    hidden = self.kind.read(model(seq, user_t[torch.from_numpy(idx)]))  # (b, D)
                     out[idx, :-1] = hidden.float().numpy()
         finally:
             model.train(was_training)

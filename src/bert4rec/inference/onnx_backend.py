@@ -26,7 +26,7 @@ class _PredictPath(torch.nn.Module):
         self.model = model
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.model(seq)[0]
+        return self.model.logits(self.model(seq)[:, -1])  # `predict` without its no_grad wrapper
 
 
 def export_onnx_bytes(model: SequenceTransformer) -> bytes:

@@ -37,11 +37,11 @@ from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models import build_transformer
-from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.resources import check_training_memory
 from bert4rec.run_logs import read_history
 from bert4rec.training.module import VAL_METRIC, SequenceModule
+from bert4rec.training.sampled_softmax import NegativeSampler
 
 log = logging.getLogger(__name__)
 
