@@ -64,11 +64,11 @@ from bert4rec.data.vocab import Vocab
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.metrics import metric_table, rank_of_target
 from bert4rec.evaluation.results import run_metadata
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.inference.catalog import new_item_bias, reset_items
-from bert4rec.inference.content import MINILM_NAME
-from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import content_vectors, dataset_name, prepare
+from bert4rec.text import MINILM_NAME
 from bert4rec.training.fit import fit_transformer
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
@@ -458,8 +458,8 @@ def zero_day_train(
 
 def zero_day_main(args: argparse.Namespace) -> int:
     from bert4rec.inference.catalog import NewItem
-    from bert4rec.inference.content import MiniLMEncoder, item_text_vectors
     from bert4rec.inference.recommender import Recommender
+    from bert4rec.text import MiniLMEncoder, item_text_vectors
 
     overrides = option_overrides(args.sets, args.data_dir, None)
     overrides = deep_merge(

@@ -473,7 +473,7 @@ def evaluate(
     from bert4rec.artifacts import load_bundle
     from bert4rec.evaluation.evaluator import Evaluator
     from bert4rec.evaluation.genres import item_genres
-    from bert4rec.inference.scoring import TransformerScorer
+    from bert4rec.evaluation.scoring import TransformerScorer
     from bert4rec.pipeline import prepare as prepare_data
 
     if which not in ("val", "test"):

@@ -22,7 +22,7 @@ from bert4rec.evaluation.diagnostics import (
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import BASELINES
 from bert4rec.models.base import Scorer
 
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers import Logger
 
-    from bert4rec.inference.content import TextEncoder
     from bert4rec.models.transformer import SequenceTransformer
+    from bert4rec.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     """Load, clean and split the data named by `cfg.data` (timed). With `model.content_fusion` (on
     when the data names item text) the text encoder's packages are checked first."""
     if cfg.model.content_fusion:
-        from bert4rec.inference.content import require_encoder
+        from bert4rec.text import require_encoder
 
         require_encoder()  # fail before reading the data, naming the extra to install
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def content_vectors(prepared: Prepared, encoder: TextEncoder | None = None) -> t
     embedded with all-MiniLM-L6-v2 (or `encoder`); PAD, MASK and items without metadata are zero.
     Raises DataError when the data has no item metadata."""
     from bert4rec.errors import DataError
-    from bert4rec.inference.content import MiniLMEncoder, item_text_vectors
+    from bert4rec.text import MiniLMEncoder, item_text_vectors
 
     data = prepared.interactions
     if data.items is None:

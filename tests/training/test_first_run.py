@@ -12,7 +12,7 @@ import torch
 from helpers import tiny_config
 from lightning.pytorch.callbacks import Callback
 
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import BERT4Rec, SASRec
 from bert4rec.training.fit import fit_transformer, make_train_loader
 from bert4rec.training.losses import training_loss

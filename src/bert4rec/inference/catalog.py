@@ -44,10 +44,10 @@ from bert4rec.errors import (
     CatalogWriteError,
     UnknownIdError,
 )
-from bert4rec.inference.content import metadata_text
 from bert4rec.inference.filters import MetadataFilter
 from bert4rec.io import atomic_write_bytes
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.text import metadata_text
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bert4rec.errors import Bert4RecError
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models.transformer import SequenceTransformer
 
 

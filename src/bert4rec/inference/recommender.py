@@ -46,6 +46,7 @@ from bert4rec.errors import (
     QueryError,
     UnknownIdError,
 )
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.inference.catalog import (
     AddedItem,
     CatalogStore,
@@ -56,13 +57,13 @@ from bert4rec.inference.catalog import (
     hidden_sample,
     new_item_bias,
 )
-from bert4rec.inference.content import CONTENT_FILE, ContentIndex, TextEncoder, item_texts
+from bert4rec.inference.content import CONTENT_FILE, ContentIndex
 from bert4rec.inference.filters import FilterValue
 from bert4rec.inference.index import DEFAULT_THRESHOLD, SearchResult, VectorIndex, build_index
 from bert4rec.inference.intents import INTENTS_FILE, IntentEncoder, UserIntents
 from bert4rec.inference.onnx_backend import OnnxScorer
-from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.text import TextEncoder, item_texts
 
 # how a list was produced: the sequence model on a history, global popularity (unknown user / empty
 # history), nearest neighbours among the model's item vectors, or MiniLM text similarity
@@ -366,7 +367,7 @@ class Recommender:
         if encoder is not None:
             self.encoder = encoder
         elif self.encoder is None:
-            from bert4rec.inference.content import MiniLMEncoder
+            from bert4rec.text import MiniLMEncoder
 
             self.encoder = MiniLMEncoder().load()
         return self.encoder

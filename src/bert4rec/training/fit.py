@@ -35,7 +35,7 @@ from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
 from bert4rec.data.windows import WindowDataset
 from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import build_transformer
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.resources import check_training_memory

@@ -1,4 +1,5 @@
-"""Adapts a trained Transformer to the `Scorer` interface used by evaluation and the Recommender."""
+"""Adapts a trained Transformer to the `Scorer` interface: shared by training (validation), evaluation
+and serving (the Recommender, the ONNX backend), so none of them imports another's code for it."""
 
 from __future__ import annotations
 
