@@ -457,7 +457,7 @@ def _show_examples(artifact: Path, n: int) -> None:
         shown = escape("; ".join(map(str, last)))
         console.print(f"user {escape(str(user_id))}: {len(history)} items, most recent: {shown}")
         title = f"next for user {escape(str(user_id))}"
-        console.print(_recommendation_table(title, rec.recommend_for_user(user_id, k=5)))
+        console.print(_recommendation_table(title, rec.user_to_item(user_id, k=5)))
 
 
 @app.command()

@@ -552,21 +552,6 @@ class Recommender:
         history = state.catalog.vocab.encode_items(session)
         return self._score_history(state, history, k=k, mask=mask, filter_seen=filter_seen, user=-1)
 
-    # ------------------------------------------------------------------ earlier names (CLI)
-    def recommend_for_user(self, user_id: Any, k: int = 10, filter_seen: bool = True) -> RecommendationList:
-        """`user_to_item` without filters."""
-        return self.user_to_item(user_id, k=k, filter_seen=filter_seen)
-
-    def recommend_for_items(
-        self, item_ids: Sequence[Any], k: int = 10, filter_seen: bool = True
-    ) -> RecommendationList:
-        """`sequential`, except that an empty session gets popularity instead of an error."""
-        if len(item_ids) == 0:
-            state = self._state
-            empty = np.zeros(0, dtype=np.int64)
-            return self._popular(state, empty, k=k, mask=self._check(state, k, None), filter_seen=filter_seen)
-        return self.sequential(item_ids, k=k, filter_seen=filter_seen)
-
     # ------------------------------------------------------------------ ranking
     @staticmethod
     def _check(state: ServedState, k: int, filters: Filters | None) -> np.ndarray | None:
