@@ -23,7 +23,7 @@ from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
 from bert4rec.evaluation.scoring import TransformerScorer
-from bert4rec.models import BASELINES
+from bert4rec.models import build_baseline
 from bert4rec.models.base import Scorer
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def _fit_baseline(request: _FitRequest) -> _Fitted:
     from bert4rec.training.tracking import log_params
 
     cfg = request.cfg
-    baseline = BASELINES[request.model_type]()
+    baseline = build_baseline(request.model_type, cfg.baselines)
     if not request.is_global_zero:
         return _Fitted(baseline, 0.0, is_global_zero=False)
     start = time.perf_counter()
@@ -307,9 +307,10 @@ def baseline_val_ndcg(prepared: Prepared, cfg: ExperimentConfig) -> dict[str, fl
     evaluator = Evaluator(prepared.split, cfg.eval)
     out: dict[str, float] = {}
     for name in BASELINE_NAMES:
-        key = (name, cfg.train.limit_val_users, cfg.train.seed, cfg.eval.filter_seen)
+        settings = cfg.baselines.model_dump_json()
+        key = (name, settings, cfg.train.limit_val_users, cfg.train.seed, cfg.eval.filter_seen)
         if key not in prepared.baseline_val_ndcg:
-            baseline = BASELINES[name]().fit(prepared.split)
+            baseline = build_baseline(name, cfg.baselines).fit(prepared.split)
             prepared.baseline_val_ndcg[key] = evaluator.evaluate_ndcg10(baseline, which="val", users=users)
         out[name] = prepared.baseline_val_ndcg[key]
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from bert4rec.config import BASELINE_TYPES, TRANSFORMER_TYPES, ModelConfig
+from bert4rec.config import BASELINE_TYPES, TRANSFORMER_TYPES, BaselinesConfig, ModelConfig
 from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
 from bert4rec.models.bert4rec import BERT4Rec
 from bert4rec.models.sasrec import SASRec
@@ -21,6 +21,14 @@ BASELINES: dict[str, type[Baseline]] = {
     cls.name: cls for cls in (PopularityRecommender, ItemKNNRecommender, MFRecommender)
 }
 assert tuple(TRANSFORMERS) == TRANSFORMER_TYPES and tuple(BASELINES) == BASELINE_TYPES
+
+
+def build_baseline(model_type: str, settings: BaselinesConfig | None = None) -> Baseline:
+    """An unfitted baseline by name, with its `baselines.<name>` settings (popularity has none)."""
+    if model_type not in BASELINES:
+        raise ValueError(f"not a baseline model type: {model_type!r} (expected one of {sorted(BASELINES)})")
+    own = getattr(settings or BaselinesConfig(), model_type, None)
+    return BASELINES[model_type](**own.model_dump()) if own is not None else BASELINES[model_type]()
 
 
 def build_transformer(
@@ -42,5 +50,6 @@ __all__ = [
     "SASRec",
     "SequenceTransformer",
     "TRANSFORMERS",
+    "build_baseline",
     "build_transformer",
 ]

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from bert4rec.config import ItemKNNConfig, MFConfig
 from bert4rec.errors import NotFittedError
 
 if TYPE_CHECKING:
@@ -119,19 +120,6 @@ class PopularityRecommender:
 # ----------------------------------------------------------------------------------------- item-KNN
 
 
-class ItemKNNConfig(_BaselineConfig):
-    k_neighbors: int = Field(default=100, ge=1, description="Neighbours kept per item.")
-    shrink: float = Field(
-        default=10.0, ge=0.0, description="Added to the cosine denominator: damps similarities of rare items."
-    )
-    recency_decay: float | None = Field(
-        default=None,
-        gt=0.0,
-        le=1.0,
-        description="History item i of L gets weight decay**(L-1-i) (the most recent gets 1); None = all 1.",
-    )
-
-
 class ItemKNNRecommender:
     """Item-based nearest neighbours on the binary user x item matrix of the training sequences.
 
@@ -219,19 +207,6 @@ class ItemKNNRecommender:
 
 
 # --------------------------------------------------------------------------------------- MF (ALS)
-
-
-class MFConfig(_BaselineConfig):
-    factors: int = Field(default=64, ge=1)
-    iterations: int = Field(default=15, ge=1)
-    regularization: float = Field(default=0.01, ge=0.0)
-    alpha: float = Field(
-        default=1.0,
-        gt=0.0,
-        description="Confidence of an observed interaction (C = alpha); 1 was best on ML-1M.",
-    )
-    seed: int = 42
-    num_threads: int = Field(default=0, ge=0, description="implicit's OpenMP threads; 0 = all cores.")
 
 
 def _import_implicit() -> tuple[Any, Any]:
