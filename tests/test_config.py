@@ -254,7 +254,7 @@ def test_item_text_columns_turn_the_hybrid_on_and_false_opts_out():
 
 
 def test_baseline_settings_are_config_fields_the_baselines_read(tiny_prepared, tmp_path):
-    from bert4rec.models import build_baseline
+    from bert4rec.models.baselines import build_baseline
     from bert4rec.pipeline import train_and_evaluate
 
     cfg = build_config(None, parse_overrides(["baselines.item_knn.k_neighbors=3", "baselines.mf.factors=8"]))

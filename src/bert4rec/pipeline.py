@@ -23,8 +23,8 @@ from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
 from bert4rec.evaluation.scoring import TransformerScorer
-from bert4rec.models import build_baseline
 from bert4rec.models.base import Scorer
+from bert4rec.models.baselines import build_baseline
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -9,7 +9,8 @@ from bert4rec.config import BASELINE_TYPES, MODEL_TYPES, TRANSFORMER_TYPES, Expe
 from bert4rec.data.collate import BertCollator, NextItemCollator
 from bert4rec.data.kinds import CLOZE, NEXT_ITEM, SEQUENCE_KINDS, sequence_kind
 from bert4rec.errors import ConfigError
-from bert4rec.models import BASELINES, TRANSFORMERS, build_transformer
+from bert4rec.models import TRANSFORMERS, build_transformer
+from bert4rec.models.baselines import BASELINES
 from bert4rec.training.fit import make_train_loader, train_windows
 
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bert4rec.config import ItemKNNConfig, MFConfig
+from bert4rec.config import BASELINE_TYPES, BaselinesConfig, ItemKNNConfig, MFConfig
 from bert4rec.errors import NotFittedError
 
 if TYPE_CHECKING:
@@ -298,3 +298,21 @@ class MFRecommender:
         scores = self.user_factors(histories) @ self.item_factors.T  # (B, I + 1)
         scores[:, 0] = -math.inf
         return scores
+
+
+# --------------------------------------------------------------------------------------- registry
+
+Baseline = PopularityRecommender | ItemKNNRecommender | MFRecommender
+# every name of bert4rec.config.BASELINE_TYPES -> its class
+BASELINES: dict[str, type[Baseline]] = {
+    cls.name: cls for cls in (PopularityRecommender, ItemKNNRecommender, MFRecommender)
+}
+assert tuple(BASELINES) == BASELINE_TYPES
+
+
+def build_baseline(model_type: str, settings: BaselinesConfig | None = None) -> Baseline:
+    """An unfitted baseline by name, with its `baselines.<name>` settings (popularity has none)."""
+    if model_type not in BASELINES:
+        raise ValueError(f"not a baseline model type: {model_type!r} (expected one of {sorted(BASELINES)})")
+    own = getattr(settings or BaselinesConfig(), model_type, None)
+    return BASELINES[model_type](**own.model_dump()) if own is not None else BASELINES[model_type]()
