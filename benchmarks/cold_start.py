@@ -58,17 +58,17 @@ import torch
 from bert4rec.artifacts import save_bundle
 from bert4rec.config import ExperimentConfig, build_config, deep_merge, option_overrides
 from bert4rec.data.cold_start import choose_cold_items, cold_users, hold_out_items
-from bert4rec.data.collate import inference_batch
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.vocab import Vocab
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.metrics import metric_table, rank_of_target
 from bert4rec.evaluation.results import run_metadata
-from bert4rec.inference.catalog import new_item_bias
-from bert4rec.inference.content import MINILM_NAME
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
+from bert4rec.inference.catalog import new_item_bias, reset_items
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import content_vectors, dataset_name, prepare
+from bert4rec.text import MINILM_NAME
 from bert4rec.training.fit import fit_transformer
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in VARIANTS:
         model, info = train_variant(held, configs[variant], content if variant == "fused" else None)
         new = copy.deepcopy(model)
-        new.reset_items(torch.from_numpy(cold))
+        reset_items(new, torch.from_numpy(cold))
         info["new_items"], protocol = evaluate_groups(new, evaluator, groups)
         info["as_trained"], _ = evaluate_groups(model, evaluator, groups)
         results[variant] = info
@@ -344,14 +344,14 @@ class _Hidden:
     biases, and no input holds a new item, so every knob setting scores from the same states."""
 
     def __init__(self, model: SequenceTransformer, split: SequenceSplit, users: np.ndarray) -> None:
-        scorer = TransformerScorer(model)
         self.row = {int(u): j for j, u in enumerate(users)}
         histories = split.inputs("test", users)
         parts = []
+        kind = sequence_kind(model.model_type)
         with torch.inference_mode():
             for start in range(0, len(users), 256):
-                seq = inference_batch(histories[start : start + 256], model.cfg.max_len, scorer.mask_idx)
-                parts.append(model.encode(seq)[:, -1])
+                seq = kind.inference_batch(histories[start : start + 256], model.cfg.max_len, model.n_items)
+                parts.append(kind.read(model(seq)))
         self.states = torch.cat(parts)  # (U, D)
 
     def scorer(self, model: SequenceTransformer) -> Any:
@@ -458,8 +458,8 @@ def zero_day_train(
 
 def zero_day_main(args: argparse.Namespace) -> int:
     from bert4rec.inference.catalog import NewItem
-    from bert4rec.inference.content import MiniLMEncoder, item_text_vectors
     from bert4rec.inference.recommender import Recommender
+    from bert4rec.text import MiniLMEncoder, item_text_vectors
 
     overrides = option_overrides(args.sets, args.data_dir, None)
     overrides = deep_merge(

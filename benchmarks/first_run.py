@@ -40,6 +40,7 @@ from bert4rec.evaluation.results import atomic_write_text, run_metadata
 from bert4rec.models import build_transformer
 from bert4rec.pipeline import prepare
 from bert4rec.training.fit import ValidationNDCG, make_train_loader, validation_users
+from bert4rec.training.losses import training_loss
 from bert4rec.training.module import SequenceModule
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
@@ -109,7 +110,7 @@ def train_curve(
         for batch in loader:
             start = time.perf_counter()
             users = batch["users"] if model.user_emb is not None else None
-            loss = model.loss(batch["input_ids"], batch["labels"], users)
+            loss = training_loss(model, batch["input_ids"], batch["labels"], users)
             objective = module._weighted(loss, batch["labels"])  # train.loss_weighting
             optimizer.zero_grad(set_to_none=True)
             objective.backward()

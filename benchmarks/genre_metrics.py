@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from bert4rec.config import build_config, deep_merge, option_overrides
+from bert4rec.config import MODEL_TYPES, build_config, deep_merge, option_overrides
 from bert4rec.evaluation.results import _json_default, markdown_table
 from bert4rec.io import atomic_write_text
-from bert4rec.pipeline import ALL_MODELS, prepare, train_and_evaluate
+from bert4rec.pipeline import prepare, train_and_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "genre-metrics"
 GENRE_KS = (10,)
@@ -55,7 +55,7 @@ def genre_table(records: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=Path("../shared/data/ml-1m"))
-    p.add_argument("--models", default=",".join(ALL_MODELS))
+    p.add_argument("--models", default=",".join(MODEL_TYPES))
     p.add_argument("--bert4rec-epochs", type=int, default=20)
     p.add_argument("--sasrec-epochs", type=int, default=5)
     p.add_argument("--name", default="genre_metrics_ml-1m")

@@ -3,9 +3,10 @@
 Synthetic data with real sequential structure and Zipf popularity (`generate_sequences`): each user
 walks along item chains (item i is usually followed by i + 1, sometimes by i + 2..4) and now and
 then jumps to an item drawn from a Zipf(1) popularity over a random permutation of the catalog.
-Losses: `full` is the full softmax as training computes it (`model.loss`: fused with the output
-layer chunk by chunk, bert4rec.models.chunked_softmax), `full_plain` the same loss through the
-(N, n_items + 1) logit matrix (`model(...)`, what training used before), `sampled` the sampled
+Losses: `full` is the full softmax as training computes it (`training.losses.training_loss`: fused
+with the output layer chunk by chunk, bert4rec.training.chunked_softmax), `full_plain` the same loss
+through the (N, n_items + 1) logit matrix (`training.losses.plain_full_loss`, what training used
+before), `sampled` the sampled
 softmax (train.loss = sampled). For every catalog size and loss a FRESH subprocess generates the data,
 builds the model and the real training loader (`make_train_loader`, `make_negative_sampler`) and
 times forward + backward + AdamW steps; its peak resident memory (`ru_maxrss`, which a fresh process
@@ -98,6 +99,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from bert4rec.config import build_config
     from bert4rec.models import build_transformer
     from bert4rec.training.fit import make_negative_sampler, make_train_loader
+    from bert4rec.training.losses import plain_full_loss, training_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -150,10 +152,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         negatives = sampler.sample(device) if sampler is not None else None
         inputs, labels = batch["input_ids"].to(device), batch["labels"].to(device)
         if args.loss == "full_plain":
-            _, loss = model(inputs, labels)
-            assert loss is not None
+            loss = plain_full_loss(model, inputs, labels)
         else:
-            loss = model.loss(inputs, labels, negatives=negatives)
+            loss = training_loss(model, inputs, labels, negatives=negatives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bert4rec.artifacts import load_bundle
-from bert4rec.data.collate import inference_batch
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.io import write_json_and_markdown
 from bert4rec.models.transformer import SequenceTransformer
 
@@ -147,8 +147,8 @@ def main() -> None:
     torch.set_num_threads(1)
     bundle = load_bundle(args.model)
     model = bundle.model.eval()
-    mask_idx = None if model.causal else model.n_items + 1
-    max_hist = model.cfg.max_len - (0 if mask_idx is None else 1)
+    kind, max_len, n_items = sequence_kind(model.model_type), model.cfg.max_len, model.n_items
+    max_hist = kind.max_history(max_len)
     rng = np.random.default_rng(args.seed)
 
     tmp = tempfile.TemporaryDirectory()
@@ -165,9 +165,9 @@ def main() -> None:
         mixed += hist[:2]
         for batch in (hist[:1], hist):
             checks.append(
-                (f"history {length}, batch {len(batch)}", inference_batch(batch, model.cfg.max_len, mask_idx))
+                (f"history {length}, batch {len(batch)}", kind.inference_batch(batch, max_len, n_items))
             )
-    checks.append(("mixed lengths, one padded batch", inference_batch(mixed, model.cfg.max_len, mask_idx)))
+    checks.append(("mixed lengths, one padded batch", kind.inference_batch(mixed, max_len, n_items)))
     correctness = []
     with torch.inference_mode():
         for label, seq in checks:
@@ -192,15 +192,13 @@ def main() -> None:
     # ---- latency, interleaved
     timings = []
     for length in BATCH1_LENGTHS:
-        hist = histories_of_length(bundle.sequences, length - (0 if mask_idx is None else 1), 1, rng)
+        hist = histories_of_length(bundle.sequences, length - (max_len - max_hist), 1, rng)
         timings.append(
-            time_pair(
-                model, sess, inference_batch(hist, model.cfg.max_len, mask_idx), args.calls, args.warmup
-            )
+            time_pair(model, sess, kind.inference_batch(hist, max_len, n_items), args.calls, args.warmup)
         )
         print(json.dumps(timings[-1]))
     users = rng.choice(len(bundle.sequences), size=args.batch, replace=False)
-    batch_seq = inference_batch([bundle.sequences[u] for u in users], model.cfg.max_len, mask_idx)
+    batch_seq = kind.inference_batch([bundle.sequences[u] for u in users], max_len, n_items)
     timings.append(time_pair(model, sess, batch_seq, max(args.calls // 3, 30), args.warmup // 3))
     print(json.dumps(timings[-1]))
 

@@ -250,7 +250,7 @@ def train_ours(
     """Our model, trained with our loader, LightningModule and loss; no per-epoch validation."""
     import lightning as L
 
-    from bert4rec.inference.scoring import TransformerScorer
+    from bert4rec.evaluation.scoring import TransformerScorer
     from bert4rec.models import build_transformer
     from bert4rec.training.fit import make_negative_sampler, make_train_loader
     from bert4rec.training.module import SequenceModule

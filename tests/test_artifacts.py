@@ -8,7 +8,7 @@ import torch
 from bert4rec import artifacts
 from bert4rec.artifacts import bundle_version, full_sequences, load_bundle, save_bundle
 from bert4rec.errors import ArtifactError
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 
 
 def test_bundle_round_trip_gives_identical_scores(tiny_artifact, tiny_prepared):

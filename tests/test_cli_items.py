@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def folder(fused_artifact, tmp_path, minilm, monkeypatch):
-    monkeypatch.setattr("bert4rec.inference.content.MiniLMEncoder.load", lambda self: minilm)
+    monkeypatch.setattr("bert4rec.text.MiniLMEncoder.load", lambda self: minilm)
     target = tmp_path / "model"
     shutil.copytree(fused_artifact, target)
     return target

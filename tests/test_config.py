@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from helpers import tiny_config
 
 from bert4rec.config import (
     PRESETS,
@@ -173,6 +174,7 @@ def test_use_case_presets_build_models_that_run(preset):
     import torch
 
     from bert4rec.models import build_transformer
+    from bert4rec.training.losses import training_loss
 
     for model_type in ("bert4rec", "sasrec"):
         cfg = build_config(preset).for_model(model_type)
@@ -180,7 +182,7 @@ def test_use_case_presets_build_models_that_run(preset):
         seq = torch.randint(1, 41, (3, cfg.model.max_len))
         labels = torch.zeros_like(seq)
         labels[:, -1] = seq[:, -1]
-        assert torch.isfinite(model.loss(seq, labels))
+        assert torch.isfinite(training_loss(model, seq, labels))
         assert model.predict(seq).shape == (3, 41)
 
 
@@ -249,3 +251,33 @@ def test_item_text_columns_turn_the_hybrid_on_and_false_opts_out():
     ).model.content_fusion
     off = build_config("ml-1m", {"data": {"metadata_cols": ["title"]}, "model": {"content_fusion": False}})
     assert off.model.content_fusion is False
+
+
+def test_baseline_settings_are_config_fields_the_baselines_read(tiny_prepared, tmp_path):
+    from bert4rec.models.baselines import build_baseline
+    from bert4rec.pipeline import train_and_evaluate
+
+    cfg = build_config(None, parse_overrides(["baselines.item_knn.k_neighbors=3", "baselines.mf.factors=8"]))
+    assert build_baseline("item_knn", cfg.baselines).config.k_neighbors == 3
+    assert build_baseline("mf", cfg.baselines).config.factors == 8
+    assert build_baseline("item_knn").config.k_neighbors == 100  # the defaults
+    tiny = tiny_config().model_copy(update={"baselines": cfg.baselines})
+    run = train_and_evaluate("item_knn", tiny, tiny_prepared, tmp_path, progress=False)
+    assert run.record["config"]["baseline"]["k_neighbors"] == 3
+    assert run.scorer.similarity.getnnz(axis=1).max() <= 3  # the fitted model kept 3 neighbours
+    with pytest.raises(
+        ConfigError, match=r"baselines\.mf\.factors: Input should be greater than or equal to 1"
+    ):
+        build_config(None, {"baselines": {"mf": {"factors": 0}}})
+
+
+def test_per_model_entries_of_a_baseline_must_change_something():
+    per_mf = build_config(None, {"per_model": {"mf": {"baselines": {"mf": {"iterations": 2}}}}})
+    assert per_mf.for_model("mf").baselines.mf.iterations == 2
+    assert per_mf.for_model("bert4rec").baselines.mf.iterations == 15
+    with pytest.raises(
+        ConfigError, match=r"per_model\.mf\.train changes nothing .*\(baselines\.mf\.<field>\)"
+    ):
+        build_config(None, {"per_model": {"mf": {"train": {"lr": 0.1}}}})
+    with pytest.raises(ConfigError, match="popularity has no settings"):
+        build_config(None, {"per_model": {"popularity": {"model": {"max_len": 5}}}})

@@ -16,7 +16,15 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge, load_config, parse_overrides
+from bert4rec.config import (
+    MODEL_TYPES,
+    PRESETS,
+    ExperimentConfig,
+    build_config,
+    deep_merge,
+    load_config,
+    parse_overrides,
+)
 from bert4rec.errors import Bert4RecError
 
 # = bert4rec.inference.index.DEFAULT_THRESHOLD (not imported here: keeps `--help` fast)
@@ -235,15 +243,13 @@ def config_fields(
 ) -> None:
     """List every config field (for --set section.field=value) with its type, default and description;
     with --preset, also the preset's value."""
-    from typing import get_args
-
     from rich.markup import escape
 
-    from bert4rec.config import ModelType, describe_fields
+    from bert4rec.config import describe_fields
 
     try:
-        if model is not None and model not in get_args(ModelType):
-            raise Bert4RecError(f"unknown model {model!r}; choose from {', '.join(get_args(ModelType))}")
+        if model is not None and model not in MODEL_TYPES:
+            raise Bert4RecError(f"unknown model {model!r}; choose from {', '.join(MODEL_TYPES)}")
         rows = describe_fields(preset, model)  # type: ignore[arg-type]  # checked above
     except Bert4RecError as err:
         _fail(err)
@@ -274,7 +280,9 @@ def train(
     set_: SetOpt = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="bert4rec | sasrec (default: the payload's, else bert4rec)"),
+        typer.Option(
+            "--model", "-m", help=f"{' | '.join(MODEL_TYPES)} (default: the payload's, else bert4rec)"
+        ),
     ] = None,
     payload: PayloadOpt = None,
     progress_file: ProgressFileOpt = None,
@@ -331,8 +339,8 @@ def compare(
     path: PathOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    models: Annotated[str, typer.Option(help="Comma-separated: bert4rec,sasrec,popularity,item_knn,mf")] = (
-        "bert4rec,sasrec,popularity,item_knn,mf"
+    models: Annotated[str, typer.Option(help=f"Comma-separated: {','.join(MODEL_TYPES)}")] = ",".join(
+        MODEL_TYPES
     ),
     out: OutOpt = Path("runs/compare"),
     payload: Annotated[Path | None, typer.Option(hidden=True)] = None,
@@ -352,15 +360,15 @@ def compare(
     """
     _setup_logging(verbose)
     from bert4rec.evaluation.results import write_records
-    from bert4rec.pipeline import ALL_MODELS, is_global_zero, train_and_evaluate
+    from bert4rec.pipeline import is_global_zero, train_and_evaluate
     from bert4rec.pipeline import prepare as prepare_data
 
     console.quiet = not is_global_zero()  # the other DDP processes run this command too
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    unknown = [m for m in names if m not in ALL_MODELS]
+    unknown = [m for m in names if m not in MODEL_TYPES]
     if unknown or not names:
-        _fail(Bert4RecError(f"unknown model(s) {unknown or names}; choose from {', '.join(ALL_MODELS)}"))
+        _fail(Bert4RecError(f"unknown model(s) {unknown or names}; choose from {', '.join(MODEL_TYPES)}"))
     out_existed = out.exists()
     try:
         sets = [*(set_ or []), *_train_sets(logger, devices, strategy)]
@@ -449,7 +457,7 @@ def _show_examples(artifact: Path, n: int) -> None:
         shown = escape("; ".join(map(str, last)))
         console.print(f"user {escape(str(user_id))}: {len(history)} items, most recent: {shown}")
         title = f"next for user {escape(str(user_id))}"
-        console.print(_recommendation_table(title, rec.recommend_for_user(user_id, k=5)))
+        console.print(_recommendation_table(title, rec.user_to_item(user_id, k=5)))
 
 
 @app.command()
@@ -465,7 +473,7 @@ def evaluate(
     from bert4rec.artifacts import load_bundle
     from bert4rec.evaluation.evaluator import Evaluator
     from bert4rec.evaluation.genres import item_genres
-    from bert4rec.inference.scoring import TransformerScorer
+    from bert4rec.evaluation.scoring import TransformerScorer
     from bert4rec.pipeline import prepare as prepare_data
 
     if which not in ("val", "test"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -303,7 +303,51 @@ class EvalConfig(_Strict):
         return self
 
 
-ModelType = Literal["bert4rec", "sasrec", "popularity", "item_knn", "mf"]
+class ItemKNNConfig(_Strict):
+    """Item-based nearest neighbours (`bert4rec.models.baselines.ItemKNNRecommender`)."""
+
+    k_neighbors: int = Field(default=100, ge=1, description="Neighbours kept per item.")
+    shrink: float = Field(
+        default=10.0, ge=0.0, description="Added to the cosine denominator: damps similarities of rare items."
+    )
+    recency_decay: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="History item i of L gets weight decay**(L-1-i) (the most recent gets 1); None = all 1.",
+    )
+
+
+class MFConfig(_Strict):
+    """Implicit-feedback matrix factorisation with ALS (`bert4rec.models.baselines.MFRecommender`)."""
+
+    factors: int = Field(default=64, ge=1, description="Latent factors per user and item.")
+    iterations: int = Field(default=15, ge=1, description="ALS sweeps (epochs) over users and items.")
+    regularization: float = Field(default=0.01, ge=0.0, description="L2 regularisation of the factors.")
+    alpha: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="Confidence of an observed interaction (C = alpha); 1 was best on ML-1M.",
+    )
+    seed: int = Field(default=42, description="Seed of the factors' initialisation.")
+    num_threads: int = Field(default=0, ge=0, description="implicit's OpenMP threads; 0 = all cores.")
+
+
+class BaselinesConfig(_Strict):
+    """Settings of the baseline models (popularity has none)."""
+
+    item_knn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)
+    mf: MFConfig = Field(default_factory=MFConfig)
+
+
+# The one list of model names: the CLI, config validation, the pipeline's registries and the
+# report's order all read these (bert4rec.models maps each name to its class)
+TransformerType = Literal["bert4rec", "sasrec"]
+BaselineType = Literal["popularity", "item_knn", "mf"]
+ModelType = Literal[TransformerType, BaselineType]
+TRANSFORMER_TYPES: tuple[str, ...] = get_args(TransformerType)
+BASELINE_TYPES: tuple[str, ...] = get_args(BaselineType)
+MODEL_TYPES: tuple[str, ...] = (*TRANSFORMER_TYPES, *BASELINE_TYPES)
 
 
 class ExperimentConfig(_Strict):
@@ -314,6 +358,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     per_model: dict[ModelType, dict[str, Any]] = Field(
         default_factory=dict,
         description="Used only when training that model, e.g. {'bert4rec': {'train': {'lr': 4e-3}}}",
@@ -331,7 +376,16 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _per_model_overrides_are_valid(self) -> ExperimentConfig:
-        for model_type in self.per_model:
+        for model_type, overrides in self.per_model.items():
+            # a baseline reads only its baselines.* settings (and eval): anything else would change nothing
+            ignored = sorted(set(overrides) - {"baselines", "eval"}) if model_type in BASELINE_TYPES else []
+            if ignored:
+                raise ValueError(
+                    f"per_model.{model_type}.{ignored[0]} changes nothing for the {model_type} baseline; "
+                    f"set its own settings (baselines.{model_type}.<field>)"
+                    if model_type != "popularity"
+                    else f"per_model.popularity.{ignored[0]} changes nothing: popularity has no settings"
+                )
             self.for_model(model_type)  # raises ValidationError naming the bad field
         return self
 

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bert4rec.config import PRESETS, ExperimentConfig, build_config, deep_merge
+from bert4rec.config import (
+    PRESETS,
+    TRANSFORMER_TYPES,
+    ExperimentConfig,
+    TransformerType,
+    build_config,
+    deep_merge,
+)
 from bert4rec.errors import ConfigError, closest_name
 
 # payload field -> the native config field it sets ("section.field"); the fields with a special
@@ -69,7 +76,7 @@ class TrainingPayload(BaseModel):
     items_path: Path | None = Field(
         default=None, description="Optional item metadata file (item column + metadata columns)."
     )
-    model_type: Literal["bert4rec", "sasrec"] = Field(default="bert4rec", description="bert4rec | sasrec.")
+    model_type: TransformerType = Field(default="bert4rec", description=" | ".join(TRANSFORMER_TYPES) + ".")
     preset: str | None = Field(
         default=None,
         description="A bert4rec preset (e.g. ml-1m, ecommerce-session); fields left out keep its values.",

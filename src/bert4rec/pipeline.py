@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bert4rec.artifacts import save_bundle
-from bert4rec.config import ExperimentConfig
+from bert4rec.config import BASELINE_TYPES, MODEL_TYPES, TRANSFORMER_TYPES, ExperimentConfig
 from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
 from bert4rec.data.sequences import SequenceSplit, build_split
@@ -22,9 +22,9 @@ from bert4rec.evaluation.diagnostics import (
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.genres import item_genres
 from bert4rec.evaluation.results import make_record, markdown_table, run_metadata, write_records
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models.base import Scorer
-from bert4rec.models.baselines import ItemKNNRecommender, MFRecommender, PopularityRecommender
+from bert4rec.models.baselines import build_baseline
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,14 +33,10 @@ if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers import Logger
 
-    from bert4rec.inference.content import TextEncoder
     from bert4rec.models.transformer import SequenceTransformer
+    from bert4rec.text import TextEncoder
 
 log = logging.getLogger(__name__)
-
-TRANSFORMER_TYPES = ("bert4rec", "sasrec")
-BASELINES = {"popularity": PopularityRecommender, "item_knn": ItemKNNRecommender, "mf": MFRecommender}
-ALL_MODELS = (*TRANSFORMER_TYPES, *BASELINES)
 
 
 @dataclass
@@ -78,7 +74,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     """Load, clean and split the data named by `cfg.data` (timed). With `model.content_fusion` (on
     when the data names item text) the text encoder's packages are checked first."""
     if cfg.model.content_fusion:
-        from bert4rec.inference.content import require_encoder
+        from bert4rec.text import require_encoder
 
         require_encoder()  # fail before reading the data, naming the extra to install
     start = time.perf_counter()
@@ -92,7 +88,7 @@ def content_vectors(prepared: Prepared, encoder: TextEncoder | None = None) -> t
     embedded with all-MiniLM-L6-v2 (or `encoder`); PAD, MASK and items without metadata are zero.
     Raises DataError when the data has no item metadata."""
     from bert4rec.errors import DataError
-    from bert4rec.inference.content import MiniLMEncoder, item_text_vectors
+    from bert4rec.text import MiniLMEncoder, item_text_vectors
 
     data = prepared.interactions
     if data.items is None:
@@ -166,9 +162,9 @@ def train_and_evaluate(
     """
     from bert4rec.training.tracking import log_evaluation, make_tracker
 
-    if model_type not in ALL_MODELS:
-        raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(ALL_MODELS)}")
-    cfg = cfg.for_model(model_type)  # type: ignore[arg-type]  # checked against ALL_MODELS above
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"unknown model {model_type!r}; choose from {', '.join(MODEL_TYPES)}")
+    cfg = cfg.for_model(model_type)  # type: ignore[arg-type]  # checked against MODEL_TYPES above
     split = prepared.split
     run_dir = Path(run_dir)
     primary = is_global_zero()
@@ -279,7 +275,7 @@ def _fit_baseline(request: _FitRequest) -> _Fitted:
     from bert4rec.training.tracking import log_params
 
     cfg = request.cfg
-    baseline = BASELINES[request.model_type]()
+    baseline = build_baseline(request.model_type, cfg.baselines)
     if not request.is_global_zero:
         return _Fitted(baseline, 0.0, is_global_zero=False)
     start = time.perf_counter()
@@ -298,7 +294,7 @@ def _fit_baseline(request: _FitRequest) -> _Fitted:
 # the fit step of each model: every one returns a `_Fitted`, so train_and_evaluate does not branch
 _FIT_STEPS: dict[str, Callable[[_FitRequest], _Fitted]] = {
     **dict.fromkeys(TRANSFORMER_TYPES, _fit_transformer),
-    **dict.fromkeys(BASELINES, _fit_baseline),
+    **dict.fromkeys(BASELINE_TYPES, _fit_baseline),
 }
 
 
@@ -311,9 +307,10 @@ def baseline_val_ndcg(prepared: Prepared, cfg: ExperimentConfig) -> dict[str, fl
     evaluator = Evaluator(prepared.split, cfg.eval)
     out: dict[str, float] = {}
     for name in BASELINE_NAMES:
-        key = (name, cfg.train.limit_val_users, cfg.train.seed, cfg.eval.filter_seen)
+        settings = cfg.baselines.model_dump_json()
+        key = (name, settings, cfg.train.limit_val_users, cfg.train.seed, cfg.eval.filter_seen)
         if key not in prepared.baseline_val_ndcg:
-            baseline = BASELINES[name]().fit(prepared.split)
+            baseline = build_baseline(name, cfg.baselines).fit(prepared.split)
             prepared.baseline_val_ndcg[key] = evaluator.evaluate_ndcg10(baseline, which="val", users=users)
         out[name] = prepared.baseline_val_ndcg[key]
     return out

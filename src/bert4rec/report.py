@@ -20,13 +20,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from bert4rec.config import MODEL_TYPES
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.long_tail import BUCKETS
 from bert4rec.io import atomic_write_text
 from bert4rec.run_logs import VAL_METRIC, read_history
 
 LOSS = "train_loss_epoch"
-MODEL_ORDER = ("bert4rec", "sasrec", "popularity", "item_knn", "mf")  # others after these, by name
 # (section, metric, label): the three ranking protocols, never mixed up in one column group
 METRIC_GROUPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     (
@@ -95,7 +95,7 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict) and "model" in record and "metrics" in record:
             records.append(record)
     records.sort(
-        key=lambda r: (MODEL_ORDER.index(r["model"]) if r["model"] in MODEL_ORDER else 99, str(r["model"]))
+        key=lambda r: (MODEL_TYPES.index(r["model"]) if r["model"] in MODEL_TYPES else 99, str(r["model"]))
     )
     if not records:
         raise ReportError(

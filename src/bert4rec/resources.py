@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bert4rec.config import TRANSFORMER_TYPES
 from bert4rec.errors import Bert4RecError, ConfigError
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def config_parameters_lower_bound(cfg: ExperimentConfig, n_items: int = 0) -> in
 
 def check_config_memory(cfg: ExperimentConfig) -> None:
     """Refuse a model whose parameters alone cannot be trained in the memory budget (ConfigError)."""
-    if cfg.model_type not in ("bert4rec", "sasrec"):
+    if cfg.model_type not in TRANSFORMER_TYPES:
         return
     n_items = cfg.data.n_items if cfg.data.dataset == "generated" else 0
     params = config_parameters_lower_bound(cfg, n_items)
@@ -161,6 +162,6 @@ def check_split_memory(cfg: ExperimentConfig, model_types: list[str], split: Seq
     trains (a compare fails at once rather than after training the first models)."""
     longest = max((len(seq) for seq in split.train), default=1)
     for model_type in model_types:
-        if model_type in ("bert4rec", "sasrec"):
+        if model_type in TRANSFORMER_TYPES:
             model_cfg = cfg.for_model(model_type)  # type: ignore[arg-type]
             check_training_memory(model_cfg, split.n_items, split.vocab.n_users, longest)

@@ -86,7 +86,7 @@ def test_add_recommend_filter_retire_restart(served):
 def test_a_fused_bundle_serves_text_queries_without_a_flag(served, monkeypatch, minilm):
     folder, _ = served
     # create_app loads the encoder itself for a bundle with text vectors: hand it the shared one
-    monkeypatch.setattr("bert4rec.inference.content.MiniLMEncoder.load", lambda self: minilm)
+    monkeypatch.setattr("bert4rec.text.MiniLMEncoder.load", lambda self: minilm)
     client = TestClient(create_app(folder))
     assert client.get("/health").json()["text_cold_start"] is True
     body = {"query_type": "item_to_item", "item_text": "Genre3", "top_k": 3}

@@ -11,8 +11,9 @@ import pytest
 
 from bert4rec.artifacts import load_bundle
 from bert4rec.data.vocab import Vocab
-from bert4rec.inference.content import CONTENT_FILE, ContentIndex, item_texts
+from bert4rec.inference.content import CONTENT_FILE, ContentIndex
 from bert4rec.inference.recommender import Recommender
+from bert4rec.text import item_texts
 
 
 class BagOfWords:

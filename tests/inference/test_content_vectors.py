@@ -9,7 +9,7 @@ import torch
 
 from bert4rec.data.vocab import Vocab
 from bert4rec.errors import ContentUnavailableError
-from bert4rec.inference.content import MiniLMEncoder, item_text_vectors
+from bert4rec.text import MiniLMEncoder, item_text_vectors
 
 
 class Recording:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bert4rec.artifacts import bundle_version, load_bundle
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.inference.intents import INTENTS_FILE, IntentEncoder, UserIntents
 from bert4rec.inference.recommender import Recommender
-from bert4rec.inference.scoring import TransformerScorer
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from bert4rec.config import ModelConfig
+from bert4rec.inference.catalog import reset_items
 from bert4rec.models import BERT4Rec, SASRec, build_transformer
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.training.losses import full_logits, labelled_hidden, plain_full_loss, training_loss
 
 N_ITEMS, C = 30, 8
 CFG = ModelConfig(max_len=12, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
@@ -39,8 +41,9 @@ def test_fused_model_shapes(cls):
     seq = torch.randint(1, N_ITEMS + 1, (4, 12))
     labels = torch.zeros_like(seq)
     labels[:, -1] = seq[:, -1]
-    logits, loss = model(seq, labels)
-    assert logits.shape == (4, N_ITEMS + 1) and loss is not None and torch.isfinite(loss)
+    hidden, targets = labelled_hidden(model, seq, labels)
+    assert full_logits(model, hidden).shape == (4, N_ITEMS + 1)
+    assert torch.isfinite(training_loss(model, seq, labels))
     assert model.predict(seq).shape == (4, N_ITEMS + 1)
     weights = model.item_weights()
     assert weights.shape == (N_ITEMS + 1, 16)
@@ -57,8 +60,7 @@ def test_text_vectors_are_a_fixed_buffer_and_only_the_projection_learns():
     before = model.content.vectors.clone()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     seq = torch.randint(1, N_ITEMS + 1, (4, 12))
-    _, loss = model(seq, seq)
-    assert loss is not None
+    loss = training_loss(model, seq, seq)
     loss.backward()
     assert model.content.proj.weight.grad is not None and model.content.proj.weight.grad.abs().sum() > 0
     opt.step()
@@ -104,7 +106,7 @@ def test_reset_items_zeroes_id_vectors_and_gives_the_mean_bias():
     model = BERT4Rec(FUSED, N_ITEMS, content=text_vectors())
     with torch.no_grad():
         model.head_bias.copy_(torch.arange(N_ITEMS + 1, dtype=torch.float32))
-    model.reset_items(torch.tensor([2, 5]))
+    reset_items(model, torch.tensor([2, 5]))
     assert not model.item_emb.weight[[2, 5]].any()
     others = [j for j in range(1, N_ITEMS + 1) if j not in (2, 5)]
     expected = torch.tensor(others, dtype=torch.float32).mean()
@@ -113,7 +115,7 @@ def test_reset_items_zeroes_id_vectors_and_gives_the_mean_bias():
     # what is left of a reset item is its text part
     torch.testing.assert_close(model.item_weights()[2], model.content.rows(3)[2])
     with pytest.raises(ValueError, match="item indices must be in 1..30"):
-        model.reset_items(torch.tensor([0]))
+        reset_items(model, torch.tensor([0]))
 
 
 # ------------------------------------------------------------------ cold-start oracle
@@ -160,8 +162,7 @@ def train_oracle(cls: type[SequenceTransformer], fused: bool, steps: int = 60) -
         else:  # predict the last item at a [MASK]
             inputs, labels = sessions.clone(), torch.zeros_like(sessions)
             labels[:, -1], inputs[:, -1] = sessions[:, -1], ORACLE_ITEMS + 1
-        _, loss = model(inputs, labels)
-        assert loss is not None
+        loss = plain_full_loss(model, inputs, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -183,7 +184,7 @@ def test_fused_model_ranks_a_never_seen_lookalike_of_a_popular_item_high(cls, on
         model = train_oracle(cls, fused)
         assert [rank(model, h, POPULAR) for h in histories] == [1, 1, 1]
         as_trained = [rank(model, h, COLD) for h in histories]
-        model.reset_items(torch.tensor([COLD]))
+        reset_items(model, torch.tensor([COLD]))
         ranks[fused] = (as_trained, [rank(model, h, COLD) for h in histories])
     (id_trained, id_new), (fused_trained, fused_new) = ranks[False], ranks[True]
     # as a new item (ID part reset), the fused model puts it right after POPULAR; ID-only cannot

@@ -4,6 +4,7 @@ from helpers import assert_predicts_next_item, next_item_rule_batch
 
 from bert4rec.config import ModelConfig
 from bert4rec.models import BERT4Rec, SASRec, build_transformer
+from bert4rec.training.losses import labelled_hidden, plain_full_loss, training_loss
 
 CFG = ModelConfig(max_len=12, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
 
@@ -14,10 +15,13 @@ def test_forward_shapes_and_loss_only_on_labelled_positions():
     labels = torch.zeros_like(seq)
     labels[:, -1] = seq[:, -1]
     labels[0, 3] = 5
-    logits, loss = model(seq, labels)
-    assert logits.shape == (5, 31) and loss is not None and torch.isfinite(loss)
+    assert model(seq).shape == (4, 12, CFG.hidden_size)  # the one entry point: hidden states
+    hidden, targets = labelled_hidden(model, seq, labels)
+    assert hidden.shape == (5, CFG.hidden_size) and targets.tolist() == [5, *seq[:, -1].tolist()]
+    assert torch.isfinite(training_loss(model, seq, labels))
     scores = model.predict(seq)
     assert scores.shape == (4, 31)
+    torch.testing.assert_close(scores, model.logits(model(seq)[:, -1]))
 
 
 def test_padding_does_not_change_predictions():
@@ -31,8 +35,8 @@ def test_causal_model_does_not_see_the_future_and_bert_does():
     sasrec, bert = SASRec(CFG, n_items=30).eval(), BERT4Rec(CFG, n_items=30).eval()
     a = torch.tensor([[3, 4, 5, 6]])
     b = torch.tensor([[3, 4, 5, 9]])  # differs only at the last position
-    assert torch.allclose(sasrec.encode(a)[:, :3], sasrec.encode(b)[:, :3], atol=1e-6)
-    assert not torch.allclose(bert.encode(a)[:, :3], bert.encode(b)[:, :3], atol=1e-6)
+    assert torch.allclose(sasrec(a)[:, :3], sasrec(b)[:, :3], atol=1e-6)
+    assert not torch.allclose(bert(a)[:, :3], bert(b)[:, :3], atol=1e-6)
 
 
 def test_weight_tying_shares_the_item_embedding():
@@ -72,7 +76,7 @@ def test_model_learns_a_deterministic_next_item_rule(block):
         seq = starts[:, None] + torch.arange(6)[None]  # (64, 6) items 1..15
         for _ in range(150):
             inp, labels = next_item_rule_batch(seq, model.causal, mask_idx=21)
-            _, loss = model(inp, labels)
+            loss = plain_full_loss(model, inp, labels)
             opt.zero_grad()
             loss.backward()
             opt.step()

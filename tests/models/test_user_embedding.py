@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from bert4rec.config import ModelConfig
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import BERT4Rec, SASRec
 
 CFG = ModelConfig(max_len=12, hidden_size=16, num_layers=1, num_heads=2, dropout=0.0, use_user_embedding=True)

@@ -34,7 +34,7 @@ def test_two_cpu_processes_train_like_one(tmp_path, tiny_prepared):
     """
     from bert4rec.artifacts import load_bundle
     from bert4rec.evaluation.evaluator import Evaluator
-    from bert4rec.inference.scoring import TransformerScorer
+    from bert4rec.evaluation.scoring import TransformerScorer
     from bert4rec.pipeline import train_and_evaluate
 
     split = tiny_prepared.split

@@ -1,6 +1,7 @@
 """Batches: left padding, the training collator of each model type, and the inference input.
 
-This is where BERT4Rec differs from SASRec (the network is the same backbone):
+The batch builders of BERT4Rec and SASRec (each model type's `bert4rec.data.kinds.SequenceKind`
+picks its own; the network is the same backbone):
 - BERT4Rec trains on Cloze-masked windows (`bert4rec.data.masking`); at inference a [MASK] is
   appended to the history (which is cut to its last `max_len - 1` items).
 - SASRec trains on windows of `max_len + 1` items: input = all but the last, target at each position

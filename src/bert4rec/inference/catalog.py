@@ -36,6 +36,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.vocab import Vocab, canonical_int
 from bert4rec.errors import (
     ArtifactError,
@@ -44,10 +45,10 @@ from bert4rec.errors import (
     CatalogWriteError,
     UnknownIdError,
 )
-from bert4rec.inference.content import metadata_text
 from bert4rec.inference.filters import MetadataFilter
 from bert4rec.io import atomic_write_bytes
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.text import metadata_text
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,30 @@ def extend_model(
     return out.eval()
 
 
+@torch.no_grad()
+def reset_items(model: SequenceTransformer, item_idx: torch.Tensor) -> None:
+    """Treat trained items as if added after training (cold-start evaluation), in place: their ID
+    vectors (input, and output when untied) become zero and their output bias the mean bias of the
+    other items.
+
+    A fused model then scores them from their text alone; an ID-only model scores them all alike.
+    Needed because items without training interactions still sit in the training softmax as
+    never-positive items, which pushes their scores down, text part included (see the cold-start
+    oracle in tests/models/test_content_fusion.py).
+    """
+    idx = torch.as_tensor(item_idx, dtype=torch.int64, device=model.head_bias.device).reshape(-1)
+    if len(idx) and (int(idx.min()) < 1 or int(idx.max()) > model.n_items):
+        raise ValueError(f"item indices must be in 1..{model.n_items}")
+    others = torch.ones(model.n_items + 1, dtype=torch.bool, device=idx.device)
+    others[0] = False
+    others[idx] = False
+    model.item_emb.weight[idx] = 0.0
+    if model.head is not None:
+        model.head.weight[idx] = 0.0
+    if others.any():
+        model.head_bias[idx] = model.head_bias[others].mean()
+
+
 def new_item_bias(model: SequenceTransformer, n_trained: int, exposure: float) -> float:
     """The output bias of a new item: the `exposure` quantile (0..1) of the trained items' biases."""
     if not 0.0 <= exposure <= 1.0:
@@ -159,19 +184,17 @@ def hidden_sample(
 ) -> torch.Tensor:
     """(U, D) the model's output hidden states for up to `n` evenly spaced non-empty histories (the
     users' stored ones): the reference crowd `calibrated_biases` scores new items against."""
-    from bert4rec.data.collate import inference_batch
-
     nonempty = [h for h in histories if len(h)]
     if not nonempty:
         return torch.zeros(1, model.cfg.hidden_size)
     picked = [nonempty[int(i)] for i in np.linspace(0, len(nonempty) - 1, min(n, len(nonempty)))]
-    mask_idx = None if model.causal else model.n_items + 1
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        seq = inference_batch(picked, max_len, mask_idx).to(device)
-        return model.encode(seq)[:, -1].float().cpu()
+        kind = sequence_kind(model.model_type)
+        seq = kind.inference_batch(picked, max_len, model.n_items).to(device)
+        return kind.read(model(seq)).float().cpu()
     finally:
         model.train(was_training)
 

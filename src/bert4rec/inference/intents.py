@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from bert4rec.data.collate import inference_batch
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.models.transformer import SequenceTransformer
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,7 @@ class IntentEncoder:
     def __init__(self, model: SequenceTransformer, chunk_size: int = 64) -> None:
         self.model = model
         self.chunk_size = chunk_size
-        # BERT4Rec predicts at an appended [MASK]; a causal model after its last item (as TransformerScorer)
-        self.mask_idx = None if model.causal else model.n_items + 1
+        self.kind = sequence_kind(model.model_type)  # its inference input, as TransformerScorer's
 
     @property
     def dim(self) -> int:
@@ -63,22 +62,19 @@ class IntentEncoder:
     def encode(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(B,) user indices (-1 = none) and B non-empty histories of item indices -> (B, D + 1) float32.
         Histories are cut to the model's window like `TransformerScorer.score`."""
-        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-        order = np.argsort(lengths, kind="stable")  # chunks of similar length pad less
+        model = self.model
         out = np.ones((len(histories), self.dim), dtype=np.float32)
         user_t = torch.as_tensor(np.asarray(users), dtype=torch.int64)
-        was_training = self.model.training
-        self.model.eval()
+        chunks = self.kind.inference_chunks(histories, model.cfg.max_len, model.n_items, self.chunk_size)
+        was_training = model.training
+        model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(order), self.chunk_size):
-                    idx = order[start : start + self.chunk_size]
-                    seq = inference_batch([histories[i] for i in idx], self.model.cfg.max_len, self.mask_idx)
-                    rows = torch.from_numpy(idx)
-                    hidden = self.model.encode(seq, user_t[rows])[:, -1]  # (b, D)
+                for idx, seq in chunks:
+                    hidden = self.kind.read(model(seq, user_t[torch.from_numpy(idx)]))  # (b, D)
                     out[idx, :-1] = hidden.float().numpy()
         finally:
-            self.model.train(was_training)
+            model.train(was_training)
         return out
 
     def encode_one(self, user: int, history: np.ndarray) -> np.ndarray:

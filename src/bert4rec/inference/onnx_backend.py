@@ -10,14 +10,13 @@ batches are faster in eager PyTorch, so evaluation keeps TransformerScorer. Need
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from bert4rec.data.collate import inference_batch
 from bert4rec.errors import Bert4RecError
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models.transformer import SequenceTransformer
 
 
@@ -27,7 +26,7 @@ class _PredictPath(torch.nn.Module):
         self.model = model
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.model(seq)[0]
+        return self.model.logits(self.model(seq)[:, -1])  # `predict` without its no_grad wrapper
 
 
 def export_onnx_bytes(model: SequenceTransformer) -> bytes:
@@ -58,8 +57,8 @@ def export_onnx_bytes(model: SequenceTransformer) -> bytes:
     return bytes(program.model_proto.SerializeToString())
 
 
-class OnnxScorer:
-    """Drop-in for TransformerScorer (same `score`, `mask_idx`, `model`) backed by ONNX Runtime."""
+class OnnxScorer(TransformerScorer):
+    """TransformerScorer (same `score`, chunks and inputs) whose model calls run in ONNX Runtime."""
 
     def __init__(
         self,
@@ -75,10 +74,7 @@ class OnnxScorer:
             raise Bert4RecError(
                 f"the ONNX backend needs the onnx extra ({err}): pip install 'bert4rec[onnx]'"
             ) from None
-        self.model = model
-        self.name = name or type(model).__name__.lower()
-        self.chunk_size = chunk_size
-        self.mask_idx = None if model.causal else model.n_items + 1
+        super().__init__(model, name=name, chunk_size=chunk_size)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -92,7 +88,7 @@ class OnnxScorer:
         """Refuse to serve an export whose scores differ from eager PyTorch."""
         rng = np.random.default_rng(0)
         histories = [rng.integers(1, self.model.n_items + 1, size=n) for n in (1, 7, self.model.cfg.max_len)]
-        seq = inference_batch(histories, self.model.cfg.max_len, self.mask_idx)
+        seq = self.kind.inference_batch(histories, self.model.cfg.max_len, self.model.n_items)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -107,13 +103,6 @@ class OnnxScorer:
     def _run(self, seq: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {"seq": np.ascontiguousarray(seq, dtype=np.int64)})[0])
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        """(len(histories), n_items + 1) scores; `users` is unused (no user embeddings)."""
-        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-        order = np.argsort(lengths, kind="stable")
-        out = np.empty((len(histories), self.model.n_items + 1), dtype=np.float32)
-        for start in range(0, len(order), self.chunk_size):
-            idx = order[start : start + self.chunk_size]
-            seq = inference_batch([histories[i] for i in idx], self.model.cfg.max_len, self.mask_idx)
-            out[idx] = self._run(seq.numpy())
-        return torch.from_numpy(out)
+    def _scores(self, seq: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """(b, L) inputs -> (b, n_items + 1) scores; `users` is unused (no user embeddings)."""
+        return torch.from_numpy(self._run(seq.numpy()))

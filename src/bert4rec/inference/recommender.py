@@ -37,6 +37,7 @@ import torch
 from filelock import Timeout
 
 from bert4rec.artifacts import Bundle, load_bundle
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.vocab import Vocab
 from bert4rec.errors import (
     ArtifactError,
@@ -48,6 +49,7 @@ from bert4rec.errors import (
     QueryError,
     UnknownIdError,
 )
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.inference.catalog import (
     AddedItem,
     CatalogStore,
@@ -58,13 +60,13 @@ from bert4rec.inference.catalog import (
     hidden_sample,
     new_item_bias,
 )
-from bert4rec.inference.content import CONTENT_FILE, ContentIndex, TextEncoder, item_texts
+from bert4rec.inference.content import CONTENT_FILE, ContentIndex
 from bert4rec.inference.filters import FilterValue
 from bert4rec.inference.index import DEFAULT_THRESHOLD, SearchResult, VectorIndex, build_index
 from bert4rec.inference.intents import INTENTS_FILE, IntentEncoder, UserIntents
 from bert4rec.inference.onnx_backend import OnnxScorer
-from bert4rec.inference.scoring import TransformerScorer
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.text import TextEncoder, item_texts
 
 # how a list was produced: the sequence model on a history, global popularity (unknown user / empty
 # history), nearest neighbours among the model's item vectors, or MiniLM text similarity
@@ -338,7 +340,7 @@ class Recommender:
     @property
     def max_history(self) -> int:
         """History items the model sees; older ones are cut (BERT4Rec keeps one slot for [MASK])."""
-        return self.max_len - 1 if self.scorer.mask_idx is not None else self.max_len
+        return sequence_kind(self.model_type).max_history(self.max_len)
 
     @property
     def filter_fields(self) -> list[str]:
@@ -422,7 +424,7 @@ class Recommender:
         if encoder is not None:
             self.encoder = encoder
         elif self.encoder is None:
-            from bert4rec.inference.content import MiniLMEncoder
+            from bert4rec.text import MiniLMEncoder
 
             self.encoder = MiniLMEncoder().load()
         return self.encoder
@@ -612,21 +614,6 @@ class Recommender:
             raise QueryError("the session is empty: give at least one item id (oldest first)")
         history = state.catalog.vocab.encode_items(session)
         return self._score_history(state, history, k=k, mask=mask, filter_seen=filter_seen, user=-1)
-
-    # ------------------------------------------------------------------ earlier names (CLI)
-    def recommend_for_user(self, user_id: Any, k: int = 10, filter_seen: bool = True) -> RecommendationList:
-        """`user_to_item` without filters."""
-        return self.user_to_item(user_id, k=k, filter_seen=filter_seen)
-
-    def recommend_for_items(
-        self, item_ids: Sequence[Any], k: int = 10, filter_seen: bool = True
-    ) -> RecommendationList:
-        """`sequential`, except that an empty session gets popularity instead of an error."""
-        if len(item_ids) == 0:
-            state = self._state
-            empty = np.zeros(0, dtype=np.int64)
-            return self._popular(state, empty, k=k, mask=self._check(state, k, None), filter_seen=filter_seen)
-        return self.sequential(item_ids, k=k, filter_seen=filter_seen)
 
     # ------------------------------------------------------------------ ranking
     @staticmethod

@@ -1,15 +1,22 @@
-"""Models: the shared Transformer backbone (BERT4Rec, SASRec), content fusion and simple baselines."""
+"""Models: the shared Transformer backbone (BERT4Rec, SASRec), content fusion and simple baselines.
+
+`TRANSFORMERS` maps every name of `bert4rec.config.TRANSFORMER_TYPES` to its network class (a
+Transformer type's data side, its training windows and batches and inference input, is its
+`bert4rec.data.kinds.SequenceKind` of the same name); `bert4rec.models.baselines.BASELINES` maps the
+names of `BASELINE_TYPES` (kept out of this module's imports: scipy is not needed to serve).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from bert4rec.config import ModelConfig
+from bert4rec.config import TRANSFORMER_TYPES, ModelConfig
 from bert4rec.models.bert4rec import BERT4Rec
 from bert4rec.models.sasrec import SASRec
 from bert4rec.models.transformer import SequenceTransformer
 
-TRANSFORMERS: dict[str, type[SequenceTransformer]] = {"bert4rec": BERT4Rec, "sasrec": SASRec}
+TRANSFORMERS: dict[str, type[SequenceTransformer]] = {cls.model_type: cls for cls in (BERT4Rec, SASRec)}
+assert tuple(TRANSFORMERS) == TRANSFORMER_TYPES
 
 
 def build_transformer(

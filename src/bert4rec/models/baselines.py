@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from bert4rec.config import BASELINE_TYPES, BaselinesConfig, ItemKNNConfig, MFConfig
 from bert4rec.errors import NotFittedError
 
 if TYPE_CHECKING:
@@ -119,19 +120,6 @@ class PopularityRecommender:
 # ----------------------------------------------------------------------------------------- item-KNN
 
 
-class ItemKNNConfig(_BaselineConfig):
-    k_neighbors: int = Field(default=100, ge=1, description="Neighbours kept per item.")
-    shrink: float = Field(
-        default=10.0, ge=0.0, description="Added to the cosine denominator: damps similarities of rare items."
-    )
-    recency_decay: float | None = Field(
-        default=None,
-        gt=0.0,
-        le=1.0,
-        description="History item i of L gets weight decay**(L-1-i) (the most recent gets 1); None = all 1.",
-    )
-
-
 class ItemKNNRecommender:
     """Item-based nearest neighbours on the binary user x item matrix of the training sequences.
 
@@ -219,19 +207,6 @@ class ItemKNNRecommender:
 
 
 # --------------------------------------------------------------------------------------- MF (ALS)
-
-
-class MFConfig(_BaselineConfig):
-    factors: int = Field(default=64, ge=1)
-    iterations: int = Field(default=15, ge=1)
-    regularization: float = Field(default=0.01, ge=0.0)
-    alpha: float = Field(
-        default=1.0,
-        gt=0.0,
-        description="Confidence of an observed interaction (C = alpha); 1 was best on ML-1M.",
-    )
-    seed: int = 42
-    num_threads: int = Field(default=0, ge=0, description="implicit's OpenMP threads; 0 = all cores.")
 
 
 def _import_implicit() -> tuple[Any, Any]:
@@ -323,3 +298,21 @@ class MFRecommender:
         scores = self.user_factors(histories) @ self.item_factors.T  # (B, I + 1)
         scores[:, 0] = -math.inf
         return scores
+
+
+# --------------------------------------------------------------------------------------- registry
+
+Baseline = PopularityRecommender | ItemKNNRecommender | MFRecommender
+# every name of bert4rec.config.BASELINE_TYPES -> its class
+BASELINES: dict[str, type[Baseline]] = {
+    cls.name: cls for cls in (PopularityRecommender, ItemKNNRecommender, MFRecommender)
+}
+assert tuple(BASELINES) == BASELINE_TYPES
+
+
+def build_baseline(model_type: str, settings: BaselinesConfig | None = None) -> Baseline:
+    """An unfitted baseline by name, with its `baselines.<name>` settings (popularity has none)."""
+    if model_type not in BASELINES:
+        raise ValueError(f"not a baseline model type: {model_type!r} (expected one of {sorted(BASELINES)})")
+    own = getattr(settings or BaselinesConfig(), model_type, None)
+    return BASELINES[model_type](**own.model_dump()) if own is not None else BASELINES[model_type]()

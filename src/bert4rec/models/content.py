@@ -2,7 +2,7 @@
 
 A fused item vector is `ID embedding + W @ text vector`. Items with similar text share part of their
 representation, so an item with few or no training interactions still gets a useful vector from its
-text alone. The text vectors are computed outside the model (`bert4rec.inference.content`) and
+text alone. The text vectors are computed outside the model (`bert4rec.text`) and
 handed in as a tensor; they are a buffer (saved with the weights, so a bundle never needs the text
 encoder to be rebuilt, and never trained); only the projection `W` is learned.
 """

@@ -14,6 +14,8 @@ from bert4rec.models.transformer import SequenceTransformer
 
 
 class SASRec(SequenceTransformer):
+    model_type = "sasrec"
+
     def __init__(
         self, cfg: ModelConfig, n_items: int, n_users: int = 0, content: torch.Tensor | None = None
     ) -> None:

@@ -9,14 +9,14 @@ item the same position embedding it would get at full length.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bert4rec.config import ModelConfig
-from bert4rec.models.chunked_softmax import linear_cross_entropy
 from bert4rec.models.content import ContentFusion
-from bert4rec.models.sampled_softmax import SampledNegatives, sampled_softmax_logits, sampled_softmax_loss
 
 
 class SelfAttention(nn.Module):
@@ -97,11 +97,15 @@ class Block(nn.Module):
 class SequenceTransformer(nn.Module):
     """Item + position embeddings -> Transformer blocks -> scores over all items.
 
-    `causal=False` gives BERT4Rec's bidirectional encoder, `causal=True` SASRec's left-to-right one.
+    `causal=False` gives BERT4Rec's bidirectional encoder, `causal=True` SASRec's left-to-right one;
+    a subclass per model type fixes it and names its `model_type` (the name of its data side,
+    `bert4rec.data.kinds.sequence_kind`: training windows and batches, inference input).
     With `cfg.content_fusion` every item vector (input embedding and, when tied, output vector) is
     the ID embedding plus a learned projection of the item's fixed text vector (`content`, shape
     (n_items + 2, cfg.content_dim), computed outside the model); see `bert4rec.models.content`.
     """
+
+    model_type: ClassVar[str]
 
     def __init__(
         self,
@@ -168,10 +172,13 @@ class SequenceTransformer(nn.Module):
         drop &= vectors.abs().sum(dim=1) > 0  # PAD, MASK and items without text have a zero vector
         return (~drop).to(self.item_emb.weight.dtype)
 
-    def encode(
+    def forward(
         self, seq: torch.Tensor, users: torch.Tensor | None = None, id_keep: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(B, L) item indices -> (B, L, D) hidden states (`id_keep`: see `id_keep()`)."""
+        """(B, L) item indices -> (B, L, D) hidden states: the one entry point. Scores are
+        `logits(hidden)` (`predict` for the next item); the training losses
+        (`bert4rec.training.losses`) take the hidden states of the labelled positions.
+        `users`: (B,) user indices for `model.use_user_embedding` (-1: none); `id_keep`: see `id_keep()`."""
         L = seq.size(1)
         if self.cfg.max_len < L:
             raise ValueError(f"sequence length {L} exceeds max_len {self.cfg.max_len}")
@@ -221,75 +228,11 @@ class SequenceTransformer(nn.Module):
             vectors = vectors + self.content(item_idx)
         return vectors
 
-    def forward(
-        self,
-        seq: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        users: torch.Tensor | None = None,
-        negatives: SampledNegatives | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Training: `labels` (B, L) holds the item to predict at each position (0 = no target); only
-        those positions are scored, which skips most of the (B, L, n_items) output.
-        Returns (logits (N, n_items + 1) for the labelled positions, mean cross-entropy loss).
-        With `negatives` (K shared sampled items, see `bert4rec.models.sampled_softmax`) the loss is
-        the logQ-corrected sampled softmax instead and the logits are (N, 1 + K), target first.
-        Without labels returns (scores of the last position (B, n_items + 1), None)."""
-        if labels is None:
-            return self.logits(self.encode(seq, users)[:, -1]), None
-        keep = self.id_keep()
-        hidden, targets = self._labelled(seq, labels, users, keep)
-        if negatives is not None:
-            return self._sampled(hidden, targets, negatives, keep)
-        logits = hidden @ self.item_weights(keep).T + self.head_bias  # (N, n_items + 1)
-        return logits, F.cross_entropy(logits, targets)
-
-    def loss(
-        self,
-        seq: torch.Tensor,
-        labels: torch.Tensor,
-        users: torch.Tensor | None = None,
-        negatives: SampledNegatives | None = None,
-    ) -> torch.Tensor:
-        """The training loss alone: `forward`'s loss, without building logits nobody reads. The full
-        softmax goes through `linear_cross_entropy`, which never holds the (N, n_items + 1) logit
-        matrix (same value up to rounding; a 1.7x faster SASRec step on CPU)."""
-        keep = self.id_keep()
-        hidden, targets = self._labelled(seq, labels, users, keep)
-        if negatives is not None:
-            return self._sampled(hidden, targets, negatives, keep)[1]
-        return linear_cross_entropy(hidden, self.item_weights(keep), self.head_bias, targets)
-
-    def _labelled(
-        self,
-        seq: torch.Tensor,
-        labels: torch.Tensor,
-        users: torch.Tensor | None,
-        id_keep: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, D) hidden states of the positions with a target (label > 0) and their (N,) targets."""
-        selected = labels > 0
-        return self.encode(seq, users, id_keep)[selected], labels[selected]
-
-    def _sampled(
-        self,
-        hidden: torch.Tensor,
-        targets: torch.Tensor,
-        negatives: SampledNegatives,
-        id_keep: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, D) hidden states of the labelled positions, (N,) targets -> ((N, 1 + K) logits, loss)."""
-        target_logits = (hidden * self.item_vectors(targets, id_keep)).sum(-1) + self.head_bias[targets]
-        # one (N, D) x (D, K) matmul: the negatives are shared by every position of the batch
-        negative_logits = (
-            hidden @ self.item_vectors(negatives.items, id_keep).T + self.head_bias[negatives.items]
-        )
-        logits = sampled_softmax_logits(target_logits, negative_logits, targets, negatives)
-        return logits, sampled_softmax_loss(logits)
-
     @torch.no_grad()
     def predict(self, seq: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) -> (B, n_items + 1) scores from the last position's hidden state."""
-        return self.forward(seq, users=users)[0]
+        """(B, L) -> (B, n_items + 1) scores of the item after each input, read at its last position
+        (BERT4Rec's appended [MASK], SASRec's most recent item; see `bert4rec.data.kinds`)."""
+        return self.logits(self(seq, users)[:, -1])
 
     @torch.no_grad()
     def init_output_bias(self, counts: torch.Tensor) -> None:
@@ -300,7 +243,7 @@ class SequenceTransformer(nn.Module):
         `counts`: (n_items + 1,) training interaction counts, index 0 = PAD. Bias j becomes
         log((counts[j] + 1) / (sum(counts) + n_items + 1)): add-one smoothing gives an item without
         training interactions a finite bias below every seen item's; PAD gets that floor too.
-        The bias is the one `logits`, `loss` (full and sampled) and every scorer/export read.
+        The bias is the one `logits`, the training losses (full and sampled) and every scorer/export read.
         """
         counts = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
         if counts.numel() != self.n_items + 1:
@@ -313,28 +256,6 @@ class SequenceTransformer(nn.Module):
         counts[0] = 0.0
         log_p = torch.log((counts + 1.0) / (counts.sum() + counts.numel()))
         self.head_bias.copy_(log_p.to(self.head_bias.dtype))
-
-    @torch.no_grad()
-    def reset_items(self, item_idx: torch.Tensor) -> None:
-        """Treat items as if added after training (cold-start evaluation): their ID vectors (input,
-        and output when untied) become zero and their output bias the mean bias of the other items.
-
-        A fused model then scores them from their text alone; an ID-only model scores them all alike.
-        Needed because items without training interactions still sit in the training softmax as
-        never-positive items, which pushes their scores down, text part included (see the cold-start
-        oracle in tests/models/test_content_fusion.py).
-        """
-        idx = torch.as_tensor(item_idx, dtype=torch.int64, device=self.head_bias.device).reshape(-1)
-        if len(idx) and (int(idx.min()) < 1 or int(idx.max()) > self.n_items):
-            raise ValueError(f"item indices must be in 1..{self.n_items}")
-        others = torch.ones(self.n_items + 1, dtype=torch.bool, device=idx.device)
-        others[0] = False
-        others[idx] = False
-        self.item_emb.weight[idx] = 0.0
-        if self.head is not None:
-            self.head.weight[idx] = 0.0
-        if others.any():
-            self.head_bias[idx] = self.head_bias[others].mean()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -28,21 +28,20 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, RandomSampler
 
 from bert4rec.config import ExperimentConfig, TrainConfig
-from bert4rec.data.collate import BertCollator, NextItemCollator
-from bert4rec.data.masking import ClozeConfig
+from bert4rec.data.kinds import sequence_kind
 from bert4rec.data.samplers import LengthBucketSampler
 from bert4rec.data.sequences import SequenceSplit
 from bert4rec.data.sharding import ShardedBatchSampler, distributed_rank
 from bert4rec.data.windows import WindowDataset
 from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import build_transformer
-from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.resources import check_training_memory
 from bert4rec.run_logs import read_history
 from bert4rec.training.module import VAL_METRIC, SequenceModule
+from bert4rec.training.sampled_softmax import NegativeSampler
 
 log = logging.getLogger(__name__)
 
@@ -59,35 +58,21 @@ class FitResult:
 
 
 def train_windows(split: SequenceSplit, cfg: ExperimentConfig) -> WindowDataset:
-    """The training windows of `cfg.model_type`: max_len items for BERT4Rec, max_len + 1 for SASRec
-    (inputs and next-item labels), laid out by the train.window_* settings."""
-    window = cfg.model.max_len if cfg.model_type == "bert4rec" else cfg.model.max_len + 1
+    """The training windows of `cfg.model_type` (the length its kind trains on: max_len items for
+    BERT4Rec, max_len + 1 for SASRec's inputs and next-item labels), laid out by train.window_*."""
+    window = sequence_kind(cfg.model_type).train_window(cfg.model.max_len)
     tc = cfg.train
     return WindowDataset(split.train, window, tc.window_step, tc.windows_per_user, tc.windows_cover_start)
 
 
 def make_train_loader(split: SequenceSplit, cfg: ExperimentConfig) -> DataLoader:
-    """Windows over the training sequences with the model's collator (Cloze masking or next item)."""
-    bert = cfg.model_type == "bert4rec"
+    """Windows over the training sequences with the model kind's collator (Cloze masking or next item)."""
     dataset = train_windows(split, cfg)
     if len(dataset) == 0:
         from bert4rec.errors import DataError
 
         raise DataError("no training sequences with at least 2 items; the data set is too small to train on")
-    collate = (
-        BertCollator(
-            ClozeConfig(
-                split.n_items,
-                cfg.train.mask_prob,
-                cfg.train.mask_token_prob,
-                cfg.train.random_token_prob,
-                cfg.train.last_item_mask_prob,
-            ),
-            seed=cfg.train.seed,
-        )
-        if bert
-        else NextItemCollator()
-    )
+    collate = sequence_kind(cfg.model_type).train_collator(split.n_items, cfg.train)
     # The loader draws a seed from its generator whenever an epoch's iterator is made (after a resume,
     # before the checkpointed states are restored). Its own generator keeps that draw off torch's
     # global one (dropout) and off the shuffle's, which _TrainingRandomness checkpoints.

@@ -13,8 +13,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bert4rec.config import TrainConfig
 from bert4rec.errors import TrainingDivergedError
-from bert4rec.models.sampled_softmax import NegativeSampler
 from bert4rec.models.transformer import SequenceTransformer
+from bert4rec.training.losses import training_loss
+from bert4rec.training.sampled_softmax import NegativeSampler
 
 VAL_METRIC = "val_ndcg@10"
 # Divergence guard: after warm-up, the training loss smoothed over batches (exponential moving
@@ -83,7 +84,7 @@ class SequenceModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
         negatives = self.sampler.sample(self.device) if self.sampler is not None else None
-        loss = self.model.loss(batch["input_ids"], batch["labels"], users, negatives=negatives)
+        loss = training_loss(self.model, batch["input_ids"], batch["labels"], users, negatives=negatives)
         objective = self._weighted(loss, batch["labels"])
         self.check_loss(loss)
         self.log(

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from bert4rec.config import ModelConfig
-from bert4rec.inference.scoring import TransformerScorer
+from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import BERT4Rec, SASRec
 
 

@@ -10,7 +10,14 @@ from helpers import assert_predicts_next_item, next_item_rule_batch
 
 from bert4rec.config import ModelConfig
 from bert4rec.models import BERT4Rec, SASRec
-from bert4rec.models.sampled_softmax import (
+from bert4rec.training.losses import (
+    full_logits,
+    labelled_hidden,
+    plain_full_loss,
+    sampled_logits,
+    training_loss,
+)
+from bert4rec.training.sampled_softmax import (
     NegativeSampler,
     SampledNegatives,
     sampled_softmax_logits,
@@ -33,19 +40,19 @@ def test_sampled_forward_shapes_and_full_path_unchanged():
     model = SASRec(CFG, n_items=30)
     seq, labels = _batch()
     sampler = NegativeSampler.from_counts(torch.arange(31), n_negatives=7, seed=1)
-    logits, loss = model(seq, labels, negatives=sampler.sample())
-    assert logits.shape == (5, 1 + 7) and loss is not None and torch.isfinite(loss)
+    hidden, targets = labelled_hidden(model, seq, labels)
+    assert sampled_logits(model, hidden, targets, sampler.sample()).shape == (5, 1 + 7)
+    assert torch.isfinite(training_loss(model, seq, labels, negatives=sampler.sample()))
     # the candidate logits are the full logits at the target and negative columns (before correction)
     negatives = sampler.sample()
-    full, full_loss = model(seq, labels)
-    sampled, _ = model(seq, labels, negatives=negatives)
-    targets = labels[labels > 0]
+    full = full_logits(model, hidden)
+    sampled = sampled_logits(model, hidden, targets, negatives)
     torch.testing.assert_close(sampled[:, 0], full[torch.arange(5), targets])
     raw = full[:, negatives.items] - negatives.log_q
     hit = negatives.items[None] == targets[:, None]
     torch.testing.assert_close(sampled[:, 1:][~hit], raw[~hit])
     # loss='full' keeps the original cross-entropy over all items
-    assert torch.equal(full_loss, F.cross_entropy(full, targets))
+    assert torch.equal(plain_full_loss(model, seq, labels), F.cross_entropy(full, targets))
 
 
 def test_item_vectors_match_item_weights_tied_and_untied():
@@ -97,15 +104,14 @@ def test_many_uniform_negatives_approximate_the_full_softmax():
         model.item_emb.weight.mul_(40.0)  # logits spread over several units, not all ~0
     seq, labels = _batch(n_items)
     with torch.no_grad():
-        full, _ = model(seq, labels)
-        targets = labels[labels > 0]
+        hidden, targets = labelled_hidden(model, seq, labels)
+        full = full_logits(model, hidden)
         reference = F.cross_entropy(full[:, 1:], targets - 1)
         assert full[:, 1:].std() > 1.0
         sampler = NegativeSampler.from_counts(
             torch.ones(n_items + 1), n_negatives=100 * n_items, distribution="uniform", seed=3
         )
-        _, loss = model(seq, labels, negatives=sampler.sample())
-    assert loss is not None
+        loss = training_loss(model, seq, labels, negatives=sampler.sample())
     assert loss.item() == pytest.approx(reference.item(), rel=0.03)
 
 
@@ -132,7 +138,7 @@ def test_model_learns_a_deterministic_next_item_rule_with_sampled_loss():
         seq = starts[:, None] + torch.arange(6)[None]  # (64, 6) items 1..15
         for _ in range(150):
             inp, labels = next_item_rule_batch(seq, model.causal, mask_idx=21)
-            _, loss = model(inp, labels, negatives=sampler.sample())
+            loss = training_loss(model, inp, labels, negatives=sampler.sample())
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -9,7 +9,7 @@ ML-1M one batch has N ~ 21,000 labelled positions and V = 3,417 items: each of t
 Here the loss and its gradients are computed chunk by chunk in the forward pass, each chunk's
 (chunk, V) block small enough to stay in cache, and only the (N, D) / (V, D) / (V,) gradients are
 kept; backward just scales them by the incoming gradient. Same loss and gradients as the plain
-version up to float rounding (tests/models/test_chunked_softmax.py), a 1.7x faster SASRec step on this
+version up to float rounding (tests/training/test_chunked_softmax.py), a 1.7x faster SASRec step on this
 2-core CPU (benchmarks/results/train-speed/train_speed.md), and peak memory O(chunk * V) instead of O(N * V).
 The idea is the one of fused linear cross-entropy kernels on GPUs (e.g. Liger Kernel), written
 here with plain torch ops so it runs unchanged on CPU and GPU.

@@ -13,7 +13,8 @@ of the sum of exp(s_j) over all items, and the loss tends to the full softmax lo
 target is part of every candidate set with certainty, so its logit is not corrected. A negative that
 equals the position's target (an "accidental hit") is masked out (-inf).
 
-Tensors only: the proposal probabilities are computed from the training data outside `models/`.
+Tensors only: the proposal probabilities are computed from the training data by the caller
+(`training.fit.make_negative_sampler`); `training.losses.sampled_loss` applies it to a model.
 """
 
 from __future__ import annotations
