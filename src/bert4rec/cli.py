@@ -806,6 +806,9 @@ def serve(
         # makes its own ONNX export, if asked, so the parent need not
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+        bind_host, bind_port = host or settings.host, port or settings.port
+        if workers > 1 and bind_port:
+            _check_address(bind_host, bind_port)  # a busy port fails now, not after loading the model
         first = backend if workers == 1 else "torch"
         served = Recommender.load(path, backend=first, threads=threads or 1, **options)
         if workers > 1:
@@ -852,6 +855,19 @@ def serve(
             raise typer.Exit(code)
     else:
         uvicorn.run(application, **address)  # type: ignore[arg-type]
+
+
+def _check_address(host: str, port: int) -> None:
+    """Raise ConfigError when (host, port) cannot be bound for `serve --workers` (in use, bad host)."""
+    from bert4rec.api.workers import bind_reuse_port, reuse_port_supported
+    from bert4rec.errors import ConfigError
+
+    if not reuse_port_supported():
+        return
+    try:
+        bind_reuse_port(host, port).close()
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 
 
 @app.command("export-vectors")

@@ -203,18 +203,24 @@ def test_workers_refuse_training_jobs(tiny_artifact, tmp_path, monkeypatch, clea
     assert result.exit_code == 2 and "cannot serve training jobs" in result.output.replace("\n", " ")
 
 
-def test_workers_on_a_busy_port_fail_with_one_line(tiny_artifact, monkeypatch, clean_env):
-    """The parent binds the address before starting any worker: a port in use is one line, exit 2."""
+def test_workers_on_a_busy_port_fail_with_one_line(tiny_artifact, tmp_path, monkeypatch, clean_env):
+    """The address is tried before the model is loaded: a port in use is one line, exit 2, and
+    nothing is written beside the model."""
     from bert4rec.api.workers import reuse_port_supported
+    from bert4rec.artifacts import bundle_version
+    from bert4rec.inference.intents import INTENTS_FILE
 
     if not reuse_port_supported():
         pytest.skip("SO_REUSEPORT workers are Linux only")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_artifact, model)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        args = ["serve", "--model", str(tiny_artifact), "--workers", "2", "--port", str(port)]
+        args = ["serve", "--model", str(model), "--workers", "2", "--port", str(port)]
         result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "Traceback" not in result.output
+    assert not (bundle_version(model) / INTENTS_FILE).exists()  # failed before loading the model
