@@ -156,3 +156,14 @@ def test_recommender_with_hnsw_matches_exact_on_a_small_catalogue(tiny_artifact)
         session = exact.vocab.item_ids[3:9]
         a, b = exact.sequential(session, 5, filters), approx.sequential(session, 5, filters)
         assert [r.item_id for r in a.items] == [r.item_id for r in b.items]
+
+
+def test_the_default_candidate_list_widens_with_the_catalogue():
+    """Measured: efSearch 256 keeps recall@10 at 0.975 at 1M items but gives 0.878 at 5M (1,024: 0.966)."""
+    from bert4rec.inference.index import MAX_EF_SEARCH, default_ef_search
+
+    assert default_ef_search(60) == default_ef_search(1_000_000) == 256
+    assert default_ef_search(2_500_000) == 512 and default_ef_search(5_000_000) == 1024
+    assert default_ef_search(10**9) == MAX_EF_SEARCH
+    assert HnswIndex(clustered(50, 4), "ip").ef_search == 256
+    assert HnswIndex(clustered(50, 4), "ip", ef_search=32).ef_search == 32

@@ -177,11 +177,19 @@ class ExactIndex:
         return _top(scores, None, k)
 
 
+def default_ef_search(n_items: int) -> int:
+    """efSearch for a catalogue of `n_items` with the default graph (M 16, efConstruction 80): 256 up to
+    1.25M items, then 256 more per 1.25M. Measured recall@10 (benchmarks/results/serving/): 1M items
+    0.975 at 256; 5M items 0.878 at 256, 0.937 at 512, 0.966 at 1,024 (p50 2 ms on a loaded machine)."""
+    return min(256 * max(1, -(-n_items // 1_250_000)), MAX_EF_SEARCH)
+
+
 class HnswIndex:
     """Approximate search with faiss's HNSW graph (`IndexHNSWFlat`, inner product on the stored rows).
 
     `m` links per node and `ef_construction` trade build time and memory for recall; `ef_search` (the
-    candidate list per query, raised to at least the number of results wanted) trades speed for recall.
+    candidate list per query, raised to at least the number of results wanted; default
+    `default_ef_search(n_items)`, wider for larger catalogues) trades speed for recall.
     The defaults are the setting measured at 1M items (benchmarks/results/serving/vector_index.md): recall@10
     0.975 at p50 0.3 ms, 0.951 with a filter passing 25% of the items.
     `ip` searches the graph with inner products directly. (The textbook reduction to a distance, one
@@ -202,7 +210,7 @@ class HnswIndex:
         metric: Metric = "cosine",
         m: int = 16,
         ef_construction: int = 80,
-        ef_search: int = 256,
+        ef_search: int | None = None,
         exact_below: int = 20_000,
     ) -> None:
         try:
@@ -213,11 +221,11 @@ class HnswIndex:
             raise ConfigError(f"unknown metric {metric!r}: use 'cosine' or 'ip'")
         self._faiss = faiss
         self.metric = metric
-        self.ef_search = ef_search
         self.exact_below = exact_below
         v = np.ascontiguousarray(torch.as_tensor(vectors).detach().float().cpu().numpy(), dtype=np.float32)
         n, d = v.shape
         self._n, self._d = n, d
+        self.ef_search = default_ef_search(n - 1) if ef_search is None else ef_search
         if metric == "cosine":
             v = _normalise_rows(v)
         # faiss ids are item index - 1: PAD (row 0) is not in the graph at all
