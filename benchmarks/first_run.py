@@ -70,6 +70,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mask0.3": {"mask_prob": 0.3},
     "warm300": {"warmup_steps": 300},
     "finallr0": {"final_lr_ratio": 0.0},
+    # combinations with the change that paid most (dropout off)
+    "dropout0_nobucket": {"model.dropout": 0.0, "bucket_by_length": False},
+    "dropout0_finallr0": {"model.dropout": 0.0, "final_lr_ratio": 0.0},
+    "dropout0_batch64": {"model.dropout": 0.0, "batch_size": 64},
+    "dropout0_lr6e-3": {"model.dropout": 0.0, "lr": 6e-3},
+    "dropout0_nobucket_finallr0": {"model.dropout": 0.0, "bucket_by_length": False, "final_lr_ratio": 0.0},
     "batch64": {"batch_size": 64},
     "batch256": {"batch_size": 256},
 }
@@ -218,10 +224,8 @@ def step_costs(
         validate(model)
         validation.append(time.perf_counter() - start)
         model.train()
-        print(
-            f"  round {r + 1}/{rounds}: "
-            + ", ".join(f"{n} {v[-1] * 1e3:.0f} ms" for n, v in per_step.items())
-        )
+        times = ", ".join(f"{n} {v[-1] * 1e3:.0f} ms" for n, v in per_step.items())
+        print(f"  round {r + 1}/{rounds}: {times}, validation {validation[-1]:.2f} s", flush=True)
     base = statistics.median(per_step[first])
     return {
         "rounds": rounds,
@@ -308,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(json_path, json.dumps(out, indent=2) + "\n")
         write_cost_table(out, md_path)
         return 0
-    previous = json.loads(json_path.read_text()) if json_path.exists() else {}
-    curves: dict[str, Any] = dict(previous.get("curves", {}))  # a partial rerun keeps the others
+    # this process's curves only: the file's others (a partial rerun, parallel processes) are kept
+    # by `write`, which merges the file's current curves with these under a lock
+    curves: dict[str, Any] = {}
 
     for model_type in args.models.split(","):
         for name in args.variants.split(","):
@@ -353,13 +358,14 @@ def write(
         "curves": curves,
         "run": run_metadata(base.model_dump(mode="json"), base.train.seed, split.fingerprint, split.stats),
     }
-    # variants may run as parallel processes (one thread each): merge under a lock, newest wins
+    # variants may run as parallel processes (one thread each): under a lock, the file's curves
+    # with this process's own replacing theirs (only its own: another process's curves in the file
+    # are newer than any copy this one could hold)
     folder = os.open(json_path.parent, os.O_RDONLY)  # the study folder itself is the lock
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         if json_path.exists():
-            curves = {**json.loads(json_path.read_text()).get("curves", {}), **curves}
-            out["curves"] = curves
+            out["curves"] = {**json.loads(json_path.read_text()).get("curves", {}), **curves}
         atomic_write_text(json_path, json.dumps(out, indent=2) + "\n")
     finally:
         os.close(folder)
@@ -399,10 +405,6 @@ def write_table(out: dict[str, Any], md_path: Path) -> None:
     atomic_write_text(md_path, "\n".join(lines) + "\n")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def write_cost_table(out: dict[str, Any], md_path: Path) -> None:
     """The markdown table of a --step-cost results JSON."""
     first = next(iter(out["variants"]))
@@ -433,3 +435,7 @@ def write_cost_table(out: dict[str, Any], md_path: Path) -> None:
         f"{out['validation_s'] / (epoch_s + out['validation_s']):.1%} of an epoch that validates at its end.",
     ]
     atomic_write_text(md_path, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
