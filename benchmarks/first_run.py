@@ -379,6 +379,8 @@ def write_table(out: dict[str, Any], md_path: Path) -> None:
     steps = sorted({r["step"] for c in curves.values() for r in c["history"]})
     marks = {0, 50, 100, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000, *out.get("at", [])}
     marks |= {c["history"][-1]["step"] for c in curves.values()}  # each curve's last point
+    if out["every"] >= 100:  # a long run's regular points (short runs' tables keep the fixed steps)
+        marks |= {s for s in steps if s % out["every"] == 0}
     shown = [s for s in steps if s in marks]
     lines = [
         f"Validation NDCG@10 (full ranking, {out['val_users']} fixed validation users) against optimiser "
