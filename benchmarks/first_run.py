@@ -397,6 +397,9 @@ def write_table(out: dict[str, Any], md_path: Path) -> None:
         cells = [f"{by_step[s]:.4f}" if s in by_step else "" for s in shown]
         last = curve["history"][-1]
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {last['step']} | {last['elapsed_s']} |")
+    notes = [f"- {key}: {c['history_note']}" for key, c in curves.items() if c.get("history_note")]
+    if notes:
+        lines += ["", *notes]
     references = out.get("references") or []
     if references:
         lines += ["", "| model/variant | " + " | ".join(f"first step >= {t}" for t in references) + " |",
