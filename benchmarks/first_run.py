@@ -76,6 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dropout0_batch64": {"model.dropout": 0.0, "batch_size": 64},
     "dropout0_lr6e-3": {"model.dropout": 0.0, "lr": 6e-3},
     "dropout0_nobucket_finallr0": {"model.dropout": 0.0, "bucket_by_length": False, "final_lr_ratio": 0.0},
+    "dropout0_nobucket_lr6e-3": {"model.dropout": 0.0, "bucket_by_length": False, "lr": 6e-3},
     "batch64": {"batch_size": 64},
     "batch256": {"batch_size": 256},
 }
