@@ -77,6 +77,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dropout0_lr6e-3": {"model.dropout": 0.0, "lr": 6e-3},
     "dropout0_nobucket_finallr0": {"model.dropout": 0.0, "bucket_by_length": False, "final_lr_ratio": 0.0},
     "dropout0_nobucket_lr6e-3": {"model.dropout": 0.0, "bucket_by_length": False, "lr": 6e-3},
+    "dropout0_nobucket_lastitem0.3": {
+        "model.dropout": 0.0,
+        "bucket_by_length": False,
+        "last_item_mask_prob": 0.3,
+    },
     "batch64": {"batch_size": 64},
     "batch256": {"batch_size": 256},
 }
