@@ -168,12 +168,21 @@ class TrainConfig(_Strict):
     epochs: int = Field(default=50, ge=1, description="Passes over the training windows (training_epochs).")
     batch_size: int = Field(default=128, ge=1, description="Training windows per step.")
     lr: float = Field(
-        default=1e-3, gt=0.0, description="AdamW peak learning rate (warmup, then cosine to 10%)."
+        default=1e-3,
+        gt=0.0,
+        description="AdamW peak learning rate (warmup, then cosine to train.final_lr_ratio of it).",
     )
     weight_decay: float = Field(
         default=0.01, ge=0.0, description="AdamW weight decay (not on biases, norms or embeddings)."
     )
     warmup_steps: int = Field(default=100, ge=0, description="Linear learning-rate warmup, in steps.")
+    final_lr_ratio: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Where the cosine schedule ends, as a share of train.lr (0: decay to zero; 1: a "
+        "constant rate after warmup). A time budget fits the schedule to the steps that fit in it.",
+    )
     grad_clip: float | None = Field(
         default=5.0,
         gt=0.0,
@@ -249,6 +258,14 @@ class TrainConfig(_Strict):
         "training popularity (the model starts at the popularity ranking and leaves it sooner).",
     )
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")
+    val_every_n_epochs: int = Field(
+        default=1,
+        ge=1,
+        description="Validate (val ndcg@10 on the validation users) after every N-th epoch and "
+        "always after the last one, also when train.max_minutes cuts the run short; only validated "
+        "epochs can become the kept checkpoint or enter the history. N > 1 leaves more of a time "
+        "budget to training. Early stopping's patience still counts epochs.",
+    )
     num_threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (None: torch's default)."
     )

@@ -128,3 +128,59 @@ def test_min_steps_keeps_the_schedule_long_enough(tiny_prepared):
     )
     module.fit_schedule_to_time_budget(50, steps_done=50, elapsed=10.0)  # 300 steps fit in 60 s
     assert module.total_steps == 1000
+
+
+def _epochs(history: list[dict]) -> list[int]:  # type: ignore[type-arg]
+    return [int(r["epoch"]) for r in history]
+
+
+def test_val_every_n_epochs_validates_every_nth_and_the_last_epoch(tmp_path, tiny_prepared):
+    cfg = tiny_config(epochs=5, val_every_n_epochs=2, patience=50)
+    result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+    assert result.epochs == 5
+    assert _epochs(result.history) == [1, 3, 4]  # epochs 2 and 4 (counted from 1) and the last
+    assert all(r["elapsed_s"] > 0 for r in result.history)
+    # the kept checkpoint is the best validated epoch
+    assert result.best_val_ndcg10 == pytest.approx(max(r["val_ndcg@10"] for r in result.history), abs=1e-5)
+    every = fit_transformer(tiny_prepared.split, tiny_config(epochs=3), tmp_path / "every", progress=False)
+    assert _epochs(every.history) == [0, 1, 2]  # the default validates every epoch
+
+
+@pytest.mark.parametrize(("min_steps_over_epoch", "validated"), [(None, [0]), (2, [1])])
+def test_val_every_n_epochs_validates_where_the_time_budget_ends(
+    tmp_path, tiny_prepared, min_steps_over_epoch, validated
+):
+    # a ~6 ms budget stops in the first epoch, or (min_steps) a little into the second: that epoch
+    # is validated although 5 would not divide it; an epoch before min_steps is not
+    cfg = tiny_config(epochs=50, max_minutes=1e-4, val_every_n_epochs=5)
+    per_epoch = len(make_train_loader(tiny_prepared.split, cfg))
+    if min_steps_over_epoch is not None:
+        cfg = tiny_config(
+            epochs=50, max_minutes=1e-4, val_every_n_epochs=5, min_steps=per_epoch + min_steps_over_epoch
+        )
+    result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+    assert _epochs(result.history) == validated
+    assert result.best_val_ndcg10 == pytest.approx(result.history[-1]["val_ndcg@10"], abs=1e-5)
+    assert result.best_checkpoint is not None
+
+
+@pytest.mark.parametrize("final", [0.0, 0.1, 0.5])
+def test_final_lr_ratio_is_where_the_cosine_schedule_ends(tiny_prepared, final):
+    from bert4rec.config import TrainConfig
+    from bert4rec.training.module import SequenceModule
+
+    model = BERT4Rec(tiny_config().model, tiny_prepared.split.n_items)
+    tc = TrainConfig(lr=1e-2, warmup_steps=10, final_lr_ratio=final)
+    module = SequenceModule(model, tc, total_steps=110)
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(130):
+        rates.append(scheduler.get_last_lr()[0])
+        scheduler.optimizer.step()
+        scheduler.step()
+    assert max(rates) == pytest.approx(1e-2)  # the peak, after warmup
+    assert rates[60] == pytest.approx(1e-2 * (final + (1 - final) / 2))  # half-way down the cosine
+    assert rates[110] == pytest.approx(1e-2 * final, abs=1e-12)  # the end, and it stays there
+    assert rates[129] == pytest.approx(1e-2 * final, abs=1e-12)
+    assert all(a >= b - 1e-15 for a, b in zip(rates[10:], rates[11:], strict=False))  # never rises
+    assert TrainConfig().final_lr_ratio == 0.1  # the default keeps the schedule runs were made with

@@ -303,7 +303,14 @@ def _build_model(
 def _callbacks(tc: TrainConfig, progress: bool) -> list[Callback]:
     """Early stopping, the wall-clock budget, the progress bar and the random streams' checkpointing."""
     callbacks: list[Callback] = [
-        EarlyStopping(monitor=VAL_METRIC, mode="max", patience=tc.patience, check_on_train_epoch_end=True),
+        # train.val_every_n_epochs > 1: the epochs before the first validation have no value yet
+        EarlyStopping(
+            monitor=VAL_METRIC,
+            mode="max",
+            patience=tc.patience,
+            check_on_train_epoch_end=True,
+            strict=tc.val_every_n_epochs == 1,
+        ),
     ]
     if tc.max_minutes:
         callbacks.append(Timer(duration=timedelta(minutes=tc.max_minutes), interval="step"))

@@ -168,8 +168,25 @@ class SequenceModule(L.LightningModule):
         self.log("elapsed_s", elapsed)
         self.fit_schedule_to_time_budget(self.global_step, self.global_step - self._start_step, elapsed)
         # runs before the monitoring callbacks (EarlyStopping, ModelCheckpoint) of this epoch
-        if self.validate is not None:
+        if self.validate is not None and self.validates_after_this_epoch():
             self.log(VAL_METRIC, self.validate(self.evaluated_model), prog_bar=True, sync_dist=True)
+
+    def validates_after_this_epoch(self) -> bool:
+        """train.val_every_n_epochs: every N-th epoch, and the last one: the final epoch of
+        `epochs`, or an epoch after which training stops on request (the time budget's Timer stops
+        mid-epoch and sets `should_stop` before this hook, under DDP broadcast so that every
+        process decides alike; before train.min_steps Lightning goes on, so no validation then).
+        Without validation Lightning still holds the last logged value: EarlyStopping counts such
+        an epoch as one without improvement (patience stays in epochs) and ModelCheckpoint never
+        takes it for a new best (it is not strictly better)."""
+        every = self.cfg.val_every_n_epochs
+        epochs_done = self.current_epoch + 1
+        if every <= 1 or epochs_done % every == 0:
+            return True
+        trainer = self.trainer
+        if trainer.max_epochs is not None and epochs_done >= trainer.max_epochs:
+            return True
+        return bool(trainer.should_stop) and self.global_step >= (self.cfg.min_steps or 0)
 
     def fit_schedule_to_time_budget(self, global_step: int, steps_done: int, elapsed: float) -> None:
         """With a wall-clock budget (train.max_minutes) the run stops long before `epochs` would end,
@@ -198,13 +215,15 @@ class SequenceModule(L.LightningModule):
             lr=self.cfg.lr,
         )
         warmup = min(self.cfg.warmup_steps, self.total_steps // 2)
+        final = self.cfg.final_lr_ratio
 
         def lr_lambda(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
             # reads self.total_steps at every step: a time budget may shorten it during training
             progress = (step - warmup) / max(1, self.total_steps - warmup)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # cosine to 10%
+            cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # 1 -> 0
+            return final + (1.0 - final) * cosine  # peak -> train.final_lr_ratio of it
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
