@@ -420,9 +420,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ml-1m": {
         "data": {"dataset": "ml-1m"},
         "model": {"max_len": 200, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.1},
-        # patience 10: validation NDCG@10 is noisy and BERT4Rec improves in steps
-        # the output bias starts at log-popularity: per optimiser step BERT4Rec reached MF's level ~100
-        # steps sooner and SASRec scored 0.078 against 0.017 at step 100 (first-run study)
+        # patience 10: validation NDCG@10 is noisy and BERT4Rec improves in steps; the output bias
+        # starts at log-popularity (the measurements: docs/first-run.md)
         "train": {
             "mask_prob": 0.2,
             "batch_size": 128,
