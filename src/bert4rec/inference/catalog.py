@@ -23,7 +23,8 @@ import copy
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -488,18 +489,27 @@ class CatalogStore:
         versions = self.versions()
         return versions[-1] if versions else 0
 
-    def lock(self) -> FileLock:
-        """An inter-process lock on this catalogue: every process serving the bundle (`serve --workers`,
-        `bert4rec items add` beside a running server) takes it around read-newest-then-save, so no
-        update is written on top of a version it has not seen. Raises CatalogWriteError when the
-        folder cannot be created (a read-only bundle cannot take updates)."""
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the inter-process lock on this catalogue: every process serving the bundle (`serve
+        --workers`, `bert4rec items add` beside a running server) takes it around
+        read-newest-then-save, so no update is written on top of a version it has not seen. Raises
+        CatalogWriteError when the folder cannot be created (a read-only bundle cannot take updates)
+        or another process holds the lock past LOCK_TIMEOUT_S."""
         try:
             self.folder.mkdir(exist_ok=True)
         except OSError as err:
             raise CatalogWriteError(
                 f"cannot write the catalogue folder {self.folder} ({err}); nothing changed"
             ) from err
-        return FileLock(self.folder / LOCK_FILE, timeout=LOCK_TIMEOUT_S)
+        try:
+            held = FileLock(self.folder / LOCK_FILE, timeout=LOCK_TIMEOUT_S).acquire()
+        except Timeout:
+            raise CatalogWriteError(
+                f"another process has held the catalogue lock {self.folder} for too long; nothing changed"
+            ) from None
+        with held:
+            yield
 
     def load(self) -> tuple[int, list[AddedItem], list[Any]] | None:
         """The newest version: (version, added items, retired ids); None when there is none.

@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from filelock import Timeout
 
 from bert4rec.artifacts import Bundle, load_bundle
 from bert4rec.data.kinds import sequence_kind
@@ -43,7 +42,6 @@ from bert4rec.errors import (
     ArtifactError,
     CatalogConflictError,
     CatalogError,
-    CatalogWriteError,
     ConfigError,
     ContentUnavailableError,
     QueryError,
@@ -235,14 +233,7 @@ class Recommender:
             if self.store is None:
                 yield
                 return
-            try:
-                lock = self.store.lock().acquire()
-            except Timeout:
-                raise CatalogWriteError(
-                    f"another process has held the catalogue lock {self.store.folder} for too long; "
-                    "nothing changed"
-                ) from None
-            with lock:
+            with self.store.lock():
                 self._refresh_locked()
                 yield
 
