@@ -782,6 +782,7 @@ def serve(
         import torch
 
         torch.set_num_threads(threads)
+    bind_host, bind_port = host or settings.host, port or settings.port
     try:
         from bert4rec.errors import ConfigError
         from bert4rec.inference.recommender import Recommender
@@ -806,7 +807,6 @@ def serve(
         # makes its own ONNX export, if asked, so the parent need not
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
-        bind_host, bind_port = host or settings.host, port or settings.port
         if workers > 1 and bind_port:
             _check_address(bind_host, bind_port)  # a busy port fails now, not after loading the model
         first = backend if workers == 1 else "torch"
@@ -836,7 +836,6 @@ def serve(
             application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)
-    bind_host, bind_port = host or settings.host, port or settings.port
     address: dict[str, Any] = {"host": bind_host, "port": bind_port, "log_level": log_level}
     address["server_header"] = False  # no "server: uvicorn" banner on every answer
     if workers > 1:
@@ -846,28 +845,34 @@ def serve(
         if not reuse_port_supported():  # one shared socket (uneven spread: bert4rec.api.workers)
             uvicorn.run(factory, factory=True, workers=workers, **address)  # type: ignore[arg-type]
             return
-        options = {"log_level": log_level, "server_header": False}
+        uv_options = {"log_level": log_level, "server_header": False}
         try:
-            code = run_workers(factory, workers=workers, host=bind_host, port=bind_port, options=options)
+            code = run_workers(factory, workers=workers, host=bind_host, port=bind_port, options=uv_options)
         except OSError as err:
-            _fail(Bert4RecError(f"cannot listen on {bind_host}:{bind_port}: {err.strerror or err}"))
+            _fail(_listen_error(bind_host, bind_port, err))
         if code:
             raise typer.Exit(code)
     else:
         uvicorn.run(application, **address)  # type: ignore[arg-type]
 
 
-def _check_address(host: str, port: int) -> None:
-    """Raise ConfigError when (host, port) cannot be bound for `serve --workers` (in use, bad host)."""
-    from bert4rec.api.workers import bind_reuse_port, reuse_port_supported
+def _listen_error(host: str, port: int, err: OSError) -> Bert4RecError:
+    """The one-line error for an address `serve` cannot listen on (in use, bad host)."""
     from bert4rec.errors import ConfigError
+
+    return ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Raise ConfigError when (host, port) cannot be bound for `serve --workers`."""
+    from bert4rec.api.workers import bind_reuse_port, reuse_port_supported
 
     if not reuse_port_supported():
         return
     try:
         bind_reuse_port(host, port).close()
     except OSError as err:
-        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        raise _listen_error(host, port, err) from None
 
 
 @app.command("export-vectors")

@@ -18,13 +18,11 @@ dies (up to `MAX_RESTARTS` times a minute), and on SIGINT / SIGTERM stops them a
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -69,7 +67,6 @@ def run_workers(
     host: str,
     port: int,
     options: dict[str, Any] | None = None,
-    on_bound: Callable[[int], None] | None = None,
 ) -> int:
     """Serve the app factory `app` ("module:function") from `workers` processes on host:port.
 
@@ -80,8 +77,6 @@ def run_workers(
     # reserve the address (and resolve port 0) before starting anything; never listens itself
     guard = bind_reuse_port(host, port)
     port = guard.getsockname()[1]
-    if on_bound is not None:
-        on_bound(port)
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -119,8 +114,8 @@ def run_workers(
                 processes[i] = start()
     finally:
         for process in processes:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGTERM)  # uvicorn finishes the requests in flight
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
         deadline = time.monotonic() + STOP_GRACE_S
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))
