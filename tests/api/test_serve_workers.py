@@ -28,9 +28,14 @@ def clean_env(monkeypatch):
 
     for key in KEYS:
         monkeypatch.delenv(f"BERT4REC_{key}", raising=False)
+    before = dict(os.environ)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+    # monkeypatch only undoes what it set: drop what `serve` added (e.g. BERT4REC_API_KEY, which
+    # made every later app in the run ask for the key)
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
 
 
 def test_workers_start_from_an_import_string_with_the_settings(
