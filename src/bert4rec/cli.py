@@ -759,8 +759,16 @@ def serve(
     except ImportError as err:
         _fail(Bert4RecError(f"serving needs the serve extra ({err}): pip install 'bert4rec[serve]'"))
     try:
+        # the options on top of the BERT4REC_* environment: one settings object that this process
+        # and (through the environment) every worker of `--workers N` serve with
         settings = load_serve_settings(
             api_key_file=api_key_file,
+            model=model,
+            host=host,
+            port=port,
+            backend=backend,
+            torch_threads=torch_threads,
+            text_cold_start=text_cold_start,
             max_body_bytes=max_body_bytes,
             max_concurrency=max_concurrency,
             request_timeout=request_timeout,
@@ -768,71 +776,47 @@ def serve(
             cors_origins=cors_origin or None,
             jobs_dir=jobs_dir,
             max_jobs=max_jobs,
-            # in the settings too, so that POST /model loads a job's model with the same index
             index=index,
             index_threshold=index_threshold,
             qdrant_url=qdrant_url,
             qdrant_path=qdrant_path,
             qdrant_collection=qdrant_collection,
+            # N processes encode the user histories once: the first writes intents.safetensors
+            intents_cache=True if workers > 1 else None,
         )
     except Bert4RecError as err:
         _fail(err)
-    threads = torch_threads or settings.torch_threads
-    if threads:
+    if settings.torch_threads:
         import torch
 
-        torch.set_num_threads(threads)
-    bind_host, bind_port = host or settings.host, port or settings.port
+        torch.set_num_threads(settings.torch_threads)
+    bind_host, bind_port = settings.host, settings.port
     try:
+        from bert4rec.api.deps import load_served
         from bert4rec.errors import ConfigError
-        from bert4rec.inference.recommender import Recommender
 
-        path = model or settings.model
-        if path is None:
+        if settings.model is None:
             raise ConfigError("no model to serve: pass a model folder or set BERT4REC_MODEL")
         if workers > 1 and settings.jobs_dir is not None:
             raise ConfigError(
                 "--workers above 1 cannot serve training jobs (--jobs-dir / BERT4REC_JOBS_DIR): "
                 "POST /model would swap the model in one worker only; use one worker with jobs"
             )
-        if index == "qdrant" and workers > 1 and settings.qdrant_path is not None:
+        if settings.index == "qdrant" and workers > 1 and settings.qdrant_path is not None:
             raise ConfigError(
                 "--workers above 1 need a Qdrant server (--qdrant-url): local mode (--qdrant-path) keeps "
                 "its folder locked to one process"
             )
-        options: dict[str, Any] = {"index": index, "index_threshold": index_threshold, "precompute": True}
-        options["intents_cache"] = workers > 1
-        options["qdrant"] = settings.qdrant_options() if index == "qdrant" else None
-        # with workers, this process only checks the bundle and writes the user intents: each worker
-        # makes its own ONNX export, if asked, so the parent need not
-        if backend not in ("torch", "onnx"):
-            raise ConfigError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
-        if workers > 1 and bind_port:
-            _check_address(bind_host, bind_port)  # a busy port fails now, not after loading the model
-        first = backend if workers == 1 else "torch"
-        served = Recommender.load(path, backend=first, threads=threads or 1, **options)
         if workers > 1:
-            # each worker process builds its own app from these settings (uvicorn needs an import
-            # string to start workers); the load above checked the bundle and wrote the user intents
-            # beside it, which the workers reuse instead of encoding every history again
-            del served
-            cold = settings.text_cold_start if text_cold_start is None else text_cold_start
-            env = {"MODEL": str(path), "BACKEND": backend, "INDEX": index, "INDEX_THRESHOLD": index_threshold}
-            env |= {"TORCH_THREADS": threads or 1, "TEXT_COLD_START": cold, "INTENTS_CACHE": True}
-            # the request limits and hygiene settings, so every worker enforces what this process parsed
-            env |= {
-                "MAX_BODY_BYTES": settings.max_body_bytes,
-                "MAX_CONCURRENCY": settings.max_concurrency or 0,
-                "REQUEST_TIMEOUT": settings.request_timeout or 0,
-                "ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
-                "CORS_ORIGINS": ",".join(settings.cors_origins),
-            }
-            if settings.api_key is not None:
-                env["API_KEY"] = settings.api_key.get_secret_value()
-            if settings.qdrant_url:  # the API key, if any, is in the environment already
-                env |= {"QDRANT_URL": settings.qdrant_url, "QDRANT_COLLECTION": settings.qdrant_collection}
-            os.environ.update({f"BERT4REC_{k}": str(v) for k, v in env.items()})
+            if bind_port:
+                _check_address(bind_host, bind_port)  # a busy port fails now, not after loading the model
+            # this process only checks the bundle and writes the user intents beside it, which the
+            # workers reuse; each worker makes its own ONNX export, if asked, so this one need not
+            load_served(settings.model, settings.model_copy(update={"backend": "torch"}))
+            # each worker builds its own app from the environment (uvicorn needs an import string)
+            os.environ.update(settings.environment())
         else:
+            served = load_served(settings.model, settings)
             application = create_app(served, text_cold_start=text_cold_start, settings=settings)
     except Bert4RecError as err:
         _fail(err)

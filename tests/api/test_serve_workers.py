@@ -229,3 +229,40 @@ def test_workers_on_a_busy_port_fail_with_one_line(tiny_artifact, tmp_path, monk
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "Traceback" not in result.output
     assert not (bundle_version(model) / INTENTS_FILE).exists()  # failed before loading the model
+
+
+def test_settings_hand_everything_to_the_workers_through_the_environment(monkeypatch):
+    """Every field reaches a worker, also the ones no option sets (read from the parent's
+    environment) and the limits switched off with 0."""
+    from pydantic import SecretStr
+
+    from bert4rec.api.settings import ServeSettings
+
+    for name in ServeSettings.model_fields:
+        monkeypatch.delenv(f"BERT4REC_{name.upper()}", raising=False)
+    parsed = ServeSettings(
+        model="/models/m",
+        port=9000,
+        backend="onnx",
+        torch_threads=3,
+        text_cold_start=True,
+        index="qdrant",
+        qdrant_url="http://qdrant:6333",
+        qdrant_api_key=SecretStr("q" * 20),
+        qdrant_exact=True,
+        catalog_sync_s=0.5,
+        gc_freeze=False,
+        max_concurrency=0,
+        request_timeout=0,
+        slow_request_timeout=30,
+        retry_after_s=4,
+        api_key=SecretStr("k" * 20),
+        allowed_hosts="a.example, b.example",
+        cors_origins=[],
+    )
+    env = parsed.environment()
+    assert env["BERT4REC_MAX_CONCURRENCY"] == "0" and "BERT4REC_JOBS_DIR" not in env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert ServeSettings() == parsed
+    assert ServeSettings().max_concurrency is None and ServeSettings().cors_origins == []

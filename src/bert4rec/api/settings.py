@@ -7,7 +7,7 @@ Every limit here has a `bert4rec serve` option of the same name (`max_body_bytes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bert4rec.errors import ConfigError
 
 MIN_API_KEY_LENGTH = 16
+# the limits where 0 (an option or a variable) means "off", which the settings hold as None
+ZERO_IS_OFF = ("max_concurrency", "request_timeout", "slow_request_timeout")
 
 
 def _split_list(value: Any) -> Any:
@@ -44,7 +46,9 @@ class ServeSettings(BaseSettings):
         description="Load MiniLM and item text vectors so item_to_item accepts item_text for unknown items.",
     )
     # read when create_app() loads the model itself (each `serve --workers N` process does)
-    backend: str = Field(default="torch", description="torch or onnx (see `bert4rec serve --backend`).")
+    backend: Literal["torch", "onnx"] = Field(
+        default="torch", description="torch or onnx (see `bert4rec serve --backend`)."
+    )
     index: str = Field(default="auto", description="Item vector search: exact, hnsw, auto or qdrant.")
     index_threshold: int = Field(default=200_000, ge=1, description="Items above which auto uses hnsw.")
     # ---- index qdrant: the item vectors in a Qdrant server or cluster (docs/serving-scale.md)
@@ -148,7 +152,27 @@ class ServeSettings(BaseSettings):
             "exact": self.qdrant_exact,
         }
 
-    @field_validator("max_concurrency", "request_timeout", "slow_request_timeout", mode="before")
+    def environment(self) -> dict[str, str]:
+        """These settings as `BERT4REC_*` variables, which `ServeSettings()` reads back equal: how
+        `serve --workers N` hands what it parsed (options, environment, API key file) to its worker
+        processes. Secrets are included: the variables are for child processes, not for logs."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                if name not in ZERO_IS_OFF:
+                    continue  # unset, and None is the default: nothing to hand on
+                value = 0  # "no limit": 0 reads back as None
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, list):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f"BERT4REC_{name.upper()}"] = str(value)
+        return env
+
+    @field_validator(*ZERO_IS_OFF, mode="before")
     @classmethod
     def _zero_is_off(cls, value: Any) -> Any:
         return None if value in (0, "0", "none", "None", "") else value
