@@ -90,3 +90,19 @@ def test_report_reads_the_sweeps_folder_by_default():
     default = inspect.signature(report).parameters["benchmarks"].default
     assert Path(default) == Path("benchmarks/results/sweeps")
     assert sorted((ROOT / default).glob("sweep_*.md")), "no sweep tables where `bert4rec report` looks"
+
+
+def test_seeds_script_summarises_the_per_seed_records(tmp_path):
+    import json
+
+    seeds = _load_script("seeds")
+    for seed, ndcg in [(42, 0.16), (43, 0.18)]:
+        record = {"model": "sasrec", "dataset": "ml-1m", "metrics": {"full": {"ndcg@10": ndcg}},
+                  "train_seconds": 10.0, "config": {"train": {"seed": seed}}}  # fmt: skip
+        (tmp_path / f"run-seed{seed}_sasrec.json").write_text(json.dumps(record))
+    table = seeds.summarise("run", tmp_path)
+    assert "| sasrec | - | 0.1700 ± 0.0141 |" in table.read_text()
+    (summary,) = json.loads((tmp_path / "run_mean.json").read_text())
+    assert summary["metrics"]["full"]["ndcg@10"]["values"] == [0.16, 0.18]
+    with pytest.raises(SystemExit, match="no records"):
+        seeds.summarise("other", tmp_path)

@@ -109,3 +109,41 @@ def test_markdown_table_has_one_row_per_model_and_tolerates_missing_metrics():
         assert column in header
     assert lines[-1].startswith("| mf | 0.1000 | 0.0500 | 0.0400 | - |")
     assert "Dataset: ml-1m" in text and "sampled with 100 negatives" in text
+
+
+def _seed_record(seed: int, ndcg: float, **train: object) -> dict:
+    config = {"model": {"hidden_size": 128}, "train": {"seed": seed, "lr": 0.004, **train}}
+    metrics = {"full": {"ndcg@10": ndcg, "hr@10": 2 * ndcg}, "coverage@10": 0.5}
+    return {"model": "bert4rec", "dataset": "ml-1m", "metrics": metrics, "train_seconds": 60.0 + seed,
+            "config": config, "epochs": seed}  # fmt: skip
+
+
+def test_seed_summary_is_the_mean_and_sample_std_over_seeds():
+    from bert4rec.evaluation.results import seed_summary, seed_table
+
+    s = seed_summary([_seed_record(42, 0.16), _seed_record(43, 0.17), _seed_record(44, 0.18)])
+    ndcg = s["metrics"]["full"]["ndcg@10"]
+    assert ndcg["values"] == [0.16, 0.17, 0.18] and abs(ndcg["mean"] - 0.17) < 1e-12
+    assert abs(ndcg["std"] - 0.01) < 1e-12  # sample standard deviation (n - 1)
+    assert s["seeds"] == [42, 43, 44] and s["n_runs"] == 3 and "seed" not in s["config"]["train"]
+    assert s["epochs"]["mean"] == 43.0 and "coverage@10" not in s["metrics"]
+    row = seed_table([s]).splitlines()[-1]
+    assert row.startswith("| bert4rec | 0.3400 ± 0.0200 | 0.1700 ± 0.0100 | - |")
+    assert row.endswith("| 42, 43, 44 |")
+    assert seed_summary([_seed_record(42, 0.16)])["metrics"]["full"]["ndcg@10"]["std"] is None
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([_seed_record(42, 0.1), _seed_record(43, 0.1, lr=0.002)], "differ in more than the seed: train.lr"),
+        ([_seed_record(42, 0.1), _seed_record(42, 0.2)], "a seed appears twice"),
+        ([_seed_record(42, 0.1), {**_seed_record(43, 0.1), "model": "sasrec"}], "records mix models"),
+        ([], "no records"),
+    ],
+)
+def test_seed_summary_refuses_rows_that_would_average_different_runs(records, message):
+    from bert4rec.evaluation.results import seed_summary
+
+    with pytest.raises(ValueError, match=message):
+        seed_summary(records)

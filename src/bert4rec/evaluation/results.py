@@ -176,3 +176,93 @@ def write_records(records: list[dict[str, Any]], out_dir: Path, name: str) -> tu
     table = out_dir / f"{name}.md"
     atomic_write_text(table, markdown_table(records))
     return out_dir, table
+
+
+def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    train = {k: v for k, v in config.get("train", {}).items() if k != "seed"}
+    return {**config, "train": train}
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON-like values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over runs of one model that differ only in `train.seed`.
+
+    Returns `{"model", "dataset", "seeds", "n_runs", "metrics": {mode: {metric: {"mean", "std",
+    "values"}}}, "train_seconds": {...}, "epochs": {...}, "config"}` (config without the seed; std is
+    None for one run). Raises ValueError when the records mix models or datasets, repeat a seed or
+    differ in any other setting (naming the setting), so a row never averages different configs.
+    """
+    if not records:
+        raise ValueError("no records to summarise")
+    first = records[0]
+    for r in records[1:]:
+        for key in ("model", "dataset"):
+            if r.get(key) != first.get(key):
+                raise ValueError(f"records mix {key}s: {first.get(key)!r} and {r.get(key)!r}")
+        differ = _differences(_without_seed(first.get("config", {})), _without_seed(r.get("config", {})))
+        if differ:
+            raise ValueError(f"the runs differ in more than the seed: {', '.join(differ[:5])}")
+    seeds = [r.get("config", {}).get("train", {}).get("seed") for r in records]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a seed appears twice: {seeds}")
+
+    def stats(values: list[float]) -> dict[str, Any]:
+        n = len(values)
+        mean = sum(values) / n
+        std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else None
+        return {"mean": mean, "std": std, "values": values}
+
+    metrics: dict[str, dict[str, Any]] = {}
+    for mode, section in first.get("metrics", {}).items():
+        if not isinstance(section, dict):
+            continue
+        for metric, value in section.items():
+            values = [r.get("metrics", {}).get(mode, {}).get(metric) for r in records]
+            if isinstance(value, (int, float)) and all(isinstance(v, (int, float)) for v in values):
+                metrics.setdefault(mode, {})[metric] = stats([float(v) for v in values])
+    out = {
+        "model": first.get("model"),
+        "dataset": first.get("dataset"),
+        "seeds": seeds,
+        "n_runs": len(records),
+        "metrics": metrics,
+        "train_seconds": stats([float(r.get("train_seconds", 0.0)) for r in records]),
+        "config": _without_seed(first.get("config", {})),
+    }
+    if all(isinstance(r.get("epochs"), int) for r in records):
+        out["epochs"] = stats([float(r["epochs"]) for r in records])
+    return out
+
+
+def seed_table(summaries: list[dict[str, Any]]) -> str:
+    """A markdown table of `seed_summary` results: mean ± standard deviation per column, the seeds."""
+    lines = [
+        "Mean ± sample standard deviation over the seeds of each row; leave-one-out test split. Full = "
+        "the target ranked against all items; sampled columns use 100 negatives and overstate quality.",
+        "",
+    ]
+    header = ["model", *(label for _, _, label in TABLE_COLUMNS), "train s", "seeds"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|")
+
+    def cell(stat: dict[str, Any] | None, digits: int = 4) -> str:
+        if not stat:
+            return "-"
+        std = stat.get("std")
+        return _fmt(stat["mean"], digits) + ("" if std is None else f" ± {_fmt(std, digits)}")
+
+    for s in summaries:
+        cells = [str(s.get("model", "?"))]
+        cells += [cell(s.get("metrics", {}).get(mode, {}).get(metric)) for mode, metric, _ in TABLE_COLUMNS]
+        cells += [cell(s.get("train_seconds"), 0), ", ".join(str(x) for x in s.get("seeds", []))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
