@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             from bert4rec.training.fit import make_train_loader
 
             n_windows = len(
-                make_train_loader(prepared.split, model_cfg.model_copy(update={"model_type": model})).dataset
+                make_train_loader(prepared.split, model_cfg.for_model(model)).dataset  # per_model applied
             )
             rec["train_sequences_per_second"] = round(
                 n_windows * rec["epochs"] / max(rec["train_seconds"], 1e-9), 1
