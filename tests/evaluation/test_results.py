@@ -147,3 +147,15 @@ def test_seed_summary_refuses_rows_that_would_average_different_runs(records, me
 
     with pytest.raises(ValueError, match=message):
         seed_summary(records)
+
+
+def test_seed_summary_fills_settings_a_record_predates_with_their_defaults():
+    """A record written before a setting existed ran with its default: it still pairs with a record
+    that names that default, and not with one that changed it."""
+    from bert4rec.evaluation.results import seed_summary
+
+    older = _seed_record(42, 0.1)  # no train.output_bias_init: written before the setting existed
+    s = seed_summary([older, _seed_record(43, 0.1, output_bias_init="zeros")])
+    assert s["n_runs"] == 2 and s["config"]["train"]["output_bias_init"] == "zeros"
+    with pytest.raises(ValueError, match="train.output_bias_init"):
+        seed_summary([older, _seed_record(43, 0.1, output_bias_init="log_popularity")])

@@ -183,6 +183,19 @@ def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "train": train}
 
 
+def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A record's config with every setting this version knows (a record written before a setting
+    existed ran with its default); left as written when it is not a valid config of this version."""
+    from pydantic import ValidationError
+
+    from bert4rec.config import ExperimentConfig
+
+    try:
+        return ExperimentConfig.model_validate(config).model_dump(mode="json")
+    except (ValidationError, TypeError):
+        return config
+
+
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted paths where two JSON-like values differ."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -208,7 +221,7 @@ def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("model", "dataset"):
             if r.get(key) != first.get(key):
                 raise ValueError(f"records mix {key}s: {first.get(key)!r} and {r.get(key)!r}")
-        differ = _differences(_without_seed(first.get("config", {})), _without_seed(r.get("config", {})))
+        differ = _differences(*(_without_seed(_with_defaults(x.get("config", {}))) for x in (first, r)))
         if differ:
             raise ValueError(f"the runs differ in more than the seed: {', '.join(differ[:5])}")
     seeds = [r.get("config", {}).get("train", {}).get("seed") for r in records]
@@ -236,7 +249,7 @@ def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "n_runs": len(records),
         "metrics": metrics,
         "train_seconds": stats([float(r.get("train_seconds", 0.0)) for r in records]),
-        "config": _without_seed(first.get("config", {})),
+        "config": _without_seed(_with_defaults(first.get("config", {}))),
     }
     if all(isinstance(r.get("epochs"), int) for r in records):
         out["epochs"] = stats([float(r["epochs"]) for r in records])
