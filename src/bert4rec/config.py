@@ -233,6 +233,13 @@ class TrainConfig(_Strict):
     n_negatives_train: int = Field(
         default=1024, ge=1, description="Negatives drawn per training batch when loss='sampled'."
     )
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Train towards 1 - s on the next item and s spread over every item (the sampled "
+        "loss: over the batch's candidates); 0 = plain cross-entropy.",
+    )
     negative_sampling: Literal["uniform", "popularity"] = Field(
         default="popularity",
         description="Where the sampled loss draws negatives from: training popularity or uniform.",

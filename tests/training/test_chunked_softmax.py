@@ -19,25 +19,28 @@ def _inputs(n: int = 37, v: int = 23, d: int = 8, seed: int = 0):
     return hidden, weight, bias, targets
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
 @pytest.mark.parametrize("chunk", [1, 5, 37, 1000, None])
-def test_value_and_gradients_match_plain_cross_entropy(chunk):
+def test_value_and_gradients_match_plain_cross_entropy(chunk, smoothing):
     hidden, weight, bias, targets = _inputs()
     scale = 0.7  # an upstream gradient other than 1 must be applied in backward
-    (scale * F.cross_entropy(hidden @ weight.T + bias, targets)).backward()
+    plain = lambda: F.cross_entropy(hidden @ weight.T + bias, targets, label_smoothing=smoothing)  # noqa: E731
+    (scale * plain()).backward()
     expected = [t.grad.clone() for t in (hidden, weight, bias)]
-    reference = F.cross_entropy(hidden @ weight.T + bias, targets)
+    reference = plain()
     for t in (hidden, weight, bias):
         t.grad = None
-    loss = linear_cross_entropy(hidden, weight, bias, targets, chunk)
+    loss = linear_cross_entropy(hidden, weight, bias, targets, chunk, label_smoothing=smoothing)
     (scale * loss).backward()
     torch.testing.assert_close(loss, reference)
     for got, want in zip((hidden.grad, weight.grad, bias.grad), expected, strict=True):
         torch.testing.assert_close(got, want)
 
 
-def test_gradcheck():
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_gradcheck(smoothing):
     hidden, weight, bias, targets = _inputs(n=6, v=5, d=3)
-    loss = lambda h, w, b: linear_cross_entropy(h, w, b, targets, 4)  # noqa: E731
+    loss = lambda h, w, b: linear_cross_entropy(h, w, b, targets, 4, smoothing)  # noqa: E731
     assert torch.autograd.gradcheck(loss, (hidden, weight, bias))
 
 
@@ -55,6 +58,8 @@ def test_shape_mismatch_is_refused():
         linear_cross_entropy(hidden, weight[:, :3], bias, targets)
     with pytest.raises(ValueError, match="chunk"):
         linear_cross_entropy(hidden, weight, bias, targets, 0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        linear_cross_entropy(hidden, weight, bias, targets, label_smoothing=1.0)
 
 
 def test_model_training_loss_matches_forward_and_trains_the_same_parameters():

@@ -28,3 +28,14 @@ def test_position_weighting_scales_each_batch_by_its_share_of_positions(tiny_pre
     # 'batch' (the default) keeps the per-batch mean, whatever the batch holds
     plain = SequenceModule(model, tiny_config().train, total_steps=10)
     torch.testing.assert_close(plain.training_step(short, 0), mean_short)
+
+
+def test_the_module_trains_with_the_configured_label_smoothing(tiny_prepared):
+    cfg = tiny_config(label_smoothing=0.2).model_copy(update={"model_type": "sasrec"})
+    model = SASRec(cfg.model, tiny_prepared.split.n_items).eval()
+    seq = torch.randint(1, tiny_prepared.split.n_items + 1, (3, 9))
+    batch = {"input_ids": seq[:, :-1], "labels": seq[:, 1:], "users": torch.zeros(3, dtype=torch.int64)}
+    module = SequenceModule(model, cfg.train, total_steps=10)
+    smoothed = training_loss(model, batch["input_ids"], batch["labels"], label_smoothing=0.2)
+    torch.testing.assert_close(module.training_step(batch, 0), smoothed)
+    assert not torch.allclose(smoothed, training_loss(model, batch["input_ids"], batch["labels"]))

@@ -75,6 +75,34 @@ def test_negatives_equal_to_the_target_are_masked():
     assert per_row[1].item() == pytest.approx(math.log(4.0))
 
 
+def test_label_smoothing_spreads_over_the_rows_candidates_without_its_masked_hits():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0], [0.3, float("-inf"), 1.0, 0.0]])
+    s = 0.2
+    # no masked candidate: torch's label-smoothed cross-entropy with the target in column 0
+    plain = F.cross_entropy(logits[:1], torch.zeros(1, dtype=torch.int64), label_smoothing=s)
+    torch.testing.assert_close(sampled_softmax_loss(logits[:1], s), plain)
+    # a masked accidental hit: the same over the three real candidates, finite
+    real = logits[1:, [0, 2, 3]]
+    expected = F.cross_entropy(real, torch.zeros(1, dtype=torch.int64), label_smoothing=s)
+    torch.testing.assert_close(sampled_softmax_loss(logits[1:], s), expected)
+    both = sampled_softmax_loss(logits, s)
+    torch.testing.assert_close(both, (plain + expected) / 2)
+    assert sampled_softmax_loss(logits, 0.0) < both  # smoothing costs the confident rows
+
+
+def test_training_loss_passes_label_smoothing_to_both_losses():
+    model = SASRec(CFG, n_items=30)
+    seq, labels = _batch()
+    smoothed = training_loss(model, seq, labels, label_smoothing=0.1)
+    torch.testing.assert_close(smoothed, plain_full_loss(model, seq, labels, label_smoothing=0.1))
+    assert not torch.allclose(smoothed, training_loss(model, seq, labels))
+    negatives = NegativeSampler.from_counts(torch.arange(31), n_negatives=7, seed=1).sample()
+    hidden, targets = labelled_hidden(model, seq, labels)
+    expected = sampled_softmax_loss(sampled_logits(model, hidden, targets, negatives), 0.1)
+    got = training_loss(model, seq, labels, negatives=negatives, label_smoothing=0.1)
+    torch.testing.assert_close(got, expected)
+
+
 def test_logq_correction_by_hand():
     # counts over PAD + 3 items; K = 2 draws -> p = (0, 1/4, 3/4, 0), Q = K p = (0, 1/2, 3/2, 0)
     sampler = NegativeSampler.from_counts(torch.tensor([0, 1, 3, 0]), n_negatives=2)

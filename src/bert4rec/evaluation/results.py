@@ -221,7 +221,8 @@ def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("model", "dataset"):
             if r.get(key) != first.get(key):
                 raise ValueError(f"records mix {key}s: {first.get(key)!r} and {r.get(key)!r}")
-        differ = _differences(*(_without_seed(_with_defaults(x.get("config", {}))) for x in (first, r)))
+        a, b = (_without_seed(_with_defaults(x.get("config", {}))) for x in (first, r))
+        differ = _differences(a, b)
         if differ:
             raise ValueError(f"the runs differ in more than the seed: {', '.join(differ[:5])}")
     seeds = [r.get("config", {}).get("train", {}).get("seed") for r in records]

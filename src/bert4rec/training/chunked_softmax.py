@@ -35,8 +35,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         bias: torch.Tensor,
         targets: torch.Tensor,
         chunk: int,
+        smoothing: float,
     ) -> torch.Tensor:
-        n = hidden.size(0)
+        n, v = hidden.size(0), weight.size(0)
         need_grad = any(ctx.needs_input_grad[:3])
         grad_hidden = torch.empty_like(hidden) if need_grad else None
         grad_weight = torch.zeros_like(weight) if need_grad else None
@@ -46,11 +47,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h, y = hidden[start : start + chunk], targets[start : start + chunk]
             logits = torch.addmm(bias, h, weight.T)  # (c, V)
             lse = torch.logsumexp(logits, dim=1)  # (c,)
-            total += (lse - logits.gather(1, y[:, None])[:, 0]).sum()
+            # target distribution (1 - s) * one_hot + s / V: loss lse - (1 - s) z_y - s mean(z)
+            total += (lse - (1.0 - smoothing) * logits.gather(1, y[:, None])[:, 0]).sum()
+            if smoothing:
+                total -= smoothing * logits.mean(dim=1).sum()
             if need_grad:
-                # d(mean loss)/d(logits) = (softmax - one_hot) / N, computed in place
+                # d(mean loss)/d(logits) = (softmax - target distribution) / N, computed in place
                 probs = logits.sub_(lse[:, None]).exp_()
-                probs[torch.arange(len(y), device=y.device), y] -= 1.0
+                probs[torch.arange(len(y), device=y.device), y] -= 1.0 - smoothing
+                if smoothing:
+                    probs.sub_(smoothing / v)
                 probs.div_(n)
                 grad_hidden[start : start + chunk] = probs @ weight  # type: ignore[index]
                 grad_weight.addmm_(probs.T, h)  # type: ignore[union-attr]
@@ -61,7 +67,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor):  # type: ignore[no-untyped-def, override]
         grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
-        return grad_hidden * grad_output, grad_weight * grad_output, grad_bias * grad_output, None, None
+        return grad_hidden * grad_output, grad_weight * grad_output, grad_bias * grad_output, None, None, None
 
 
 def linear_cross_entropy(
@@ -70,11 +76,13 @@ def linear_cross_entropy(
     bias: torch.Tensor,
     targets: torch.Tensor,
     chunk: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Mean of `F.cross_entropy(hidden @ weight.T + bias, targets)`: (N, D) hidden states, (V, D)
-    output vectors, (V,) bias, (N,) target columns in 0..V-1 -> scalar loss, differentiable in
-    hidden, weight and bias. Never holds more than a (chunk, V) block of logits; the default chunk
-    keeps that block near BLOCK_ELEMENTS."""
+    """Mean of `F.cross_entropy(hidden @ weight.T + bias, targets, label_smoothing=...)`: (N, D)
+    hidden states, (V, D) output vectors, (V,) bias, (N,) target columns in 0..V-1 -> scalar loss,
+    differentiable in hidden, weight and bias. Never holds more than a (chunk, V) block of logits;
+    the default chunk keeps that block near BLOCK_ELEMENTS. `label_smoothing` s in [0, 1) trains
+    towards (1 - s) on the target and s / V on every column, as torch's cross-entropy does."""
     if chunk is None:
         chunk = max(16, BLOCK_ELEMENTS // max(weight.size(0), 1))
     if hidden.ndim != 2 or weight.ndim != 2 or hidden.size(1) != weight.size(1):
@@ -82,11 +90,13 @@ def linear_cross_entropy(
         raise ValueError(f"hidden (N, D) and weight (V, D) must agree: {shapes}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     # the softmax runs in float32 also under mixed precision (autocast would hand the in-place
     # gradient accumulation mixed dtypes); the casts pass gradients back in the inputs' dtypes
     with torch.autocast(device_type=hidden.device.type, enabled=False):
         hidden, weight, bias = (_at_least_float32(t) for t in (hidden, weight, bias))
-        return _LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk)
+        return _LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk, float(label_smoothing))
 
 
 def _at_least_float32(t: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,9 @@ class SequenceModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         users = batch["users"] if self.model.user_emb is not None else None
         negatives = self.sampler.sample(self.device) if self.sampler is not None else None
-        loss = training_loss(self.model, batch["input_ids"], batch["labels"], users, negatives=negatives)
+        loss = training_loss(
+            self.model, batch["input_ids"], batch["labels"], users, negatives, self.cfg.label_smoothing
+        )
         objective = self._weighted(loss, batch["labels"])
         self.check_loss(loss)
         self.log(

@@ -104,7 +104,14 @@ def sampled_softmax_logits(
     return torch.cat([target_logits[:, None], corrected], dim=1)
 
 
-def sampled_softmax_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of (N, 1 + K) candidate logits whose column 0 is the target."""
-    zeros = torch.zeros(logits.size(0), dtype=torch.int64, device=logits.device)
-    return F.cross_entropy(logits, zeros)
+def sampled_softmax_loss(logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of (N, 1 + K) candidate logits whose column 0 is the target.
+    `label_smoothing` s trains towards (1 - s) on the target and s spread evenly over the row's
+    candidates (its masked accidental hits left out: they are the target itself)."""
+    if not label_smoothing:
+        zeros = torch.zeros(logits.size(0), dtype=torch.int64, device=logits.device)
+        return F.cross_entropy(logits, zeros)
+    log_p = F.log_softmax(logits, dim=1)
+    candidates = torch.isfinite(logits)
+    spread = log_p.masked_fill(~candidates, 0.0).sum(1) / candidates.sum(1)
+    return -((1.0 - label_smoothing) * log_p[:, 0] + label_smoothing * spread).mean()
