@@ -54,3 +54,19 @@ def hostile_rec(tiny_artifact, tmp_path_factory):
     manifest.get("sizes", {})["vocab.json"] = (folder / "vocab.json").stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return Recommender.load(root)
+
+
+@pytest.fixture
+def uvicorn_calls(monkeypatch):
+    """`bert4rec serve` without a server: each uvicorn.run call recorded as (app, its keyword
+    arguments + "threads", the torch thread count the process serves with)."""
+    import torch
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(
+        uvicorn,
+        "run",
+        lambda application, **kw: calls.append((application, {**kw, "threads": torch.get_num_threads()})),
+    )
+    return calls

@@ -26,15 +26,6 @@ def clean_environment(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def uvicorn_calls(monkeypatch):
-    import uvicorn
-
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: calls.append((application, kw)))
-    return calls
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,20 +22,6 @@ def keep_torch_threads():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def uvicorn_calls(monkeypatch):
-    import torch
-    import uvicorn
-
-    calls = []
-    monkeypatch.setattr(
-        uvicorn,
-        "run",
-        lambda application, **kw: calls.append((application, {**kw, "threads": torch.get_num_threads()})),
-    )
-    return calls
-
-
 def test_serve_builds_the_app_and_runs_uvicorn(tiny_artifact, uvicorn_calls):
     from fastapi import FastAPI
 
