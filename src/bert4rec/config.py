@@ -264,6 +264,13 @@ class TrainConfig(_Strict):
         description="Initial output bias of each item: zeros (uniform start) or the log of its "
         "training popularity (the model starts at the popularity ranking and leaves it sooner).",
     )
+    item_embedding_init: Literal["random", "mf"] = Field(
+        default="random",
+        description="Initial item ID embeddings: random (truncated normal) or mf: the item factors "
+        "of ALS matrix factorisation on the training data (baselines.mf settings, factors = "
+        "model.hidden_size, seed = train.seed), rescaled to the random init's spread, so training "
+        "starts from items that co-occur lying close together.",
+    )
     limit_val_users: int | None = Field(default=None, ge=1, description="Validate on a fixed user subset.")
     val_every_n_epochs: int = Field(
         default=1,

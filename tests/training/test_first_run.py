@@ -184,3 +184,48 @@ def test_final_lr_ratio_is_where_the_cosine_schedule_ends(tiny_prepared, final):
     assert rates[129] == pytest.approx(1e-2 * final, abs=1e-12)
     assert all(a >= b - 1e-15 for a, b in zip(rates[10:], rates[11:], strict=False))  # never rises
     assert TrainConfig().final_lr_ratio == 0.1  # the default keeps the schedule runs were made with
+
+
+def test_init_item_embeddings_keeps_the_geometry_at_the_random_spread(tiny_prepared):
+    cfg = tiny_config()
+    n, d = tiny_prepared.split.n_items, cfg.model.hidden_size
+    torch.manual_seed(0)
+    model = SASRec(cfg.model, n)
+    random_spread = float(model.item_emb.weight[1 : n + 1].detach().std())
+    mask_row = model.item_emb.weight[n + 1].detach().clone()
+    vectors = torch.randn(n + 1, d) * 3.0 + 1.0
+    model.init_item_embeddings(vectors)
+    rows = model.item_emb.weight[1 : n + 1].detach()
+    scale = float(rows.std()) / float(vectors[1:].std())
+    assert float(rows.std()) == pytest.approx(random_spread, rel=1e-4)
+    torch.testing.assert_close(rows, vectors[1:] * scale, rtol=1e-4, atol=1e-6)
+    assert not model.item_emb.weight[0].any()  # PAD stays zero
+    assert torch.equal(model.item_emb.weight[n + 1].detach(), mask_row)  # MASK untouched
+    with pytest.raises(ValueError, match="shape"):
+        model.init_item_embeddings(vectors[:, :-1])
+    with pytest.raises(ValueError, match="finite"):
+        model.init_item_embeddings(torch.full((n + 1, d), float("nan")))
+    with pytest.raises(ValueError, match="all equal"):
+        model.init_item_embeddings(torch.ones(n + 1, d))
+
+
+def test_mf_item_embedding_init_starts_from_the_als_item_factors(tiny_prepared):
+    pytest.importorskip("implicit")
+    from bert4rec.training.fit import _build_model, mf_item_factors
+
+    cfg = tiny_config(item_embedding_init="mf", seed=3).model_copy(update={"model_type": "sasrec"})
+    split = tiny_prepared.split
+    model = _build_model(split, cfg, None)
+    factors = mf_item_factors(split, cfg)
+    assert factors.shape == (split.n_items + 1, cfg.model.hidden_size)
+    rows = model.item_emb.weight[1 : split.n_items + 1].detach()
+    # a positive multiple of the ALS factors: the same item neighbourhoods
+    cosine = torch.nn.functional.cosine_similarity(rows, factors[1:], dim=1)
+    assert float(cosine.min()) > 0.999
+    # the default keeps the random init
+    plain = _build_model(
+        split,
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"item_embedding_init": "random"})}),
+        None,
+    )
+    assert not torch.allclose(plain.item_emb.weight[1 : split.n_items + 1], rows)

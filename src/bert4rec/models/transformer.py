@@ -257,5 +257,27 @@ class SequenceTransformer(nn.Module):
         log_p = torch.log((counts + 1.0) / (counts.sum() + counts.numel()))
         self.head_bias.copy_(log_p.to(self.head_bias.dtype))
 
+    @torch.no_grad()
+    def init_item_embeddings(self, vectors: torch.Tensor) -> None:
+        """Start the item ID embeddings (rows 1..n_items) at `vectors` ((n_items + 1, D), row 0 =
+        PAD ignored; e.g. matrix-factorisation item factors, train.item_embedding_init), scaled so
+        their spread (standard deviation) equals that of the random rows they replace: only the
+        geometry changes, not the scale training starts at. PAD stays zero, MASK stays random."""
+        vectors = torch.as_tensor(vectors, dtype=torch.float64)
+        expected = (self.n_items + 1, self.cfg.hidden_size)
+        if tuple(vectors.shape) != expected:
+            raise ValueError(
+                f"vectors must have shape (n_items + 1, hidden_size) = {expected}, got {tuple(vectors.shape)}"
+            )
+        if not bool(torch.isfinite(vectors).all()):
+            raise ValueError("vectors must be finite")
+        rows = vectors[1:]
+        spread = float(rows.std())
+        if spread == 0.0:
+            raise ValueError("vectors are all equal: they carry no item geometry")
+        weight = self.item_emb.weight
+        scale = float(weight[1 : self.n_items + 1].double().std()) / spread
+        weight[1 : self.n_items + 1] = (rows * scale).to(weight.dtype)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -37,6 +37,7 @@ from bert4rec.errors import ArtifactError, ConfigError
 from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import build_transformer
+from bert4rec.models.baselines import MFRecommender
 from bert4rec.models.transformer import SequenceTransformer
 from bert4rec.resources import check_training_memory
 from bert4rec.run_logs import read_history
@@ -297,7 +298,16 @@ def _build_model(
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
     if tc.output_bias_init == "log_popularity":
         model.init_output_bias(torch.from_numpy(split.item_popularity()))  # a resume overwrites it
+    if tc.item_embedding_init == "mf":
+        model.init_item_embeddings(mf_item_factors(split, cfg))
     return model
+
+
+def mf_item_factors(split: SequenceSplit, cfg: ExperimentConfig) -> torch.Tensor:
+    """(n_items + 1, model.hidden_size) ALS item factors of the training data (train.item_embedding_init
+    = 'mf'): the baselines.mf settings with as many factors as the model is wide, seeded by train.seed."""
+    mf = cfg.baselines.mf.model_copy(update={"factors": cfg.model.hidden_size, "seed": cfg.train.seed})
+    return MFRecommender(**mf.model_dump()).fit(split).item_factors
 
 
 def _callbacks(tc: TrainConfig, progress: bool) -> list[Callback]:
