@@ -493,7 +493,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "limit_val_users": 10000,
         },
         "per_model": {
-            "bert4rec": {"train": {"lr": 4e-3, "loss_weighting": "position"}},
+            "bert4rec": {"train": {"lr": 4e-3, "loss_weighting": "position", "item_embedding_init": "mf"}},
             "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},
         },
     },
