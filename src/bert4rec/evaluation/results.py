@@ -217,12 +217,12 @@ def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not records:
         raise ValueError("no records to summarise")
     first = records[0]
+    config = _without_seed(_with_defaults(first.get("config", {})))
     for r in records[1:]:
         for key in ("model", "dataset"):
             if r.get(key) != first.get(key):
                 raise ValueError(f"records mix {key}s: {first.get(key)!r} and {r.get(key)!r}")
-        a, b = (_without_seed(_with_defaults(x.get("config", {}))) for x in (first, r))
-        differ = _differences(a, b)
+        differ = _differences(config, _without_seed(_with_defaults(r.get("config", {}))))
         if differ:
             raise ValueError(f"the runs differ in more than the seed: {', '.join(differ[:5])}")
     seeds = [r.get("config", {}).get("train", {}).get("seed") for r in records]
@@ -250,7 +250,7 @@ def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "n_runs": len(records),
         "metrics": metrics,
         "train_seconds": stats([float(r.get("train_seconds", 0.0)) for r in records]),
-        "config": _without_seed(_with_defaults(first.get("config", {}))),
+        "config": config,
     }
     if all(isinstance(r.get("epochs"), int) for r in records):
         out["epochs"] = stats([float(r["epochs"]) for r in records])
