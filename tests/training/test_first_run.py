@@ -229,3 +229,24 @@ def test_mf_item_embedding_init_starts_from_the_als_item_factors(tiny_prepared):
         None,
     )
     assert not torch.allclose(plain.item_emb.weight[1 : split.n_items + 1], rows)
+
+
+def test_a_resume_skips_the_starting_weights_the_checkpoint_replaces(tmp_path, tiny_prepared, monkeypatch):
+    """train.item_embedding_init=mf fits ALS for a fresh run only: a resume takes the checkpoint's."""
+    pytest.importorskip("implicit")
+    from bert4rec.training import fit
+
+    cfg = tiny_config(item_embedding_init="mf", epochs=1)
+    calls: list[int] = []
+    real = fit.mf_item_factors
+    monkeypatch.setattr(fit, "mf_item_factors", lambda split, c: calls.append(1) or real(split, c))
+    first = fit.fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+    assert calls == [1]
+    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})})
+    resumed = fit.fit_transformer(tiny_prepared.split, longer, tmp_path, resume=True, progress=False)
+    assert calls == [1]  # no second ALS fit
+    assert [row["epoch"] for row in resumed.history] == [0, 1]
+    assert resumed.history[0] == first.history[0]
+    # nothing to resume from: a fresh run, which starts from the ALS factors again
+    fit.fit_transformer(tiny_prepared.split, cfg, tmp_path / "fresh", resume=True, progress=False)
+    assert calls == [1, 1]

@@ -244,13 +244,14 @@ def fit_transformer(
     `training.progress.ProgressFile`).
     """
     tc = cfg.train
-    model = _build_model(split, cfg, content)
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_path = _resume_from(ckpt_dir) if resume else None
+    model = _build_model(split, cfg, content, resuming=ckpt_path is not None)
     loader = make_train_loader(split, cfg)
     validate = ValidationNDCG(
         Evaluator(split, cfg.eval), validation_users(split, tc.limit_val_users, tc.seed)
     )
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
@@ -261,7 +262,6 @@ def fit_transformer(
         save_on_train_epoch_end=True,
     )
     callbacks = [checkpoint, *_callbacks(tc, progress), *extra_callbacks]
-    ckpt_path = _resume_from(ckpt_dir) if resume else None
     trainer = _make_trainer(tc, run_dir, ckpt_path, [*loggers], callbacks, progress, n_batches=len(loader))
     world = trainer.num_nodes * trainer.num_devices  # trainer.world_size is only set inside fit
     loader = shard_train_loader(loader, world)
@@ -281,9 +281,10 @@ def fit_transformer(
 
 
 def _build_model(
-    split: SequenceSplit, cfg: ExperimentConfig, content: torch.Tensor | None
+    split: SequenceSplit, cfg: ExperimentConfig, content: torch.Tensor | None, resuming: bool = False
 ) -> SequenceTransformer:
-    """Seed everything, check the config and memory, then build the untrained network."""
+    """Seed everything, check the config and memory, then build the untrained network (its starting
+    weights from train.output_bias_init / item_embedding_init unless `resuming`: the checkpoint's win)."""
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -296,8 +297,10 @@ def _build_model(
     longest = max((len(seq) for seq in split.train), default=1)
     check_training_memory(cfg, split.n_items, split.vocab.n_users, longest)  # before allocating anything
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
+    if resuming:
+        return model
     if tc.output_bias_init == "log_popularity":
-        model.init_output_bias(torch.from_numpy(split.item_popularity()))  # a resume overwrites it
+        model.init_output_bias(torch.from_numpy(split.item_popularity()))
     if tc.item_embedding_init == "mf":
         model.init_item_embeddings(mf_item_factors(split, cfg))
     return model
