@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import resource
 import socket
@@ -36,6 +35,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from bench_report import machine, publish
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
 RESULTS = Path(__file__).resolve().parent / "results" / "serving"
@@ -357,26 +358,6 @@ def weighted_mix(
 
 
 # ---------------------------------------------------------------- report
-def machine() -> dict[str, Any]:
-    import torch
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "git_commit": commit or None,
-        "load_average_at_end": load,
-    }
-
-
 def markdown(record: dict[str, Any]) -> str:
     m, h = record["machine"], record["model"]
     lines = [
@@ -387,8 +368,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"server: backend {record['backend']}, index {record['index']}, {record['torch_threads']} torch "
         "thread(s) per worker.",
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}, commit {m['git_commit']}, "
-        f"load average at the end {' '.join(m['load_average_at_end'])}. Server, workers and load generator "
-        "share this machine (loopback).",
+        f"load average at the end {' '.join(map(str, m['load_average_at_end'] or []))}. Server, workers "
+        "and load generator share this machine (loopback).",
         "",
         "In-process, one call at a time (ms):",
         "",
@@ -500,17 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         "in_process_plain": in_process_plain,
         "load": load,
         "processes": processes,
-        "machine": machine(),
-        "note": args.note,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(torch="torch"),
     }
-    from bert4rec.io import write_json_and_markdown
-
-    report = markdown(record)
-    json_path, md_path = write_json_and_markdown(args.out, args.name, record, report)
-    print(report)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return publish(args.out, args.name, record, markdown, args.note)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_latency import free_port, machine, make_queries, start_server, summary  # noqa: E402
+from bench_report import machine, publish  # noqa: E402
+from serve_latency import free_port, make_queries, start_server, summary  # noqa: E402
 
 # results are grouped by study: benchmarks/results/<study>/ (index: docs/benchmarks/index.md)
 RESULTS = Path(__file__).resolve().parent / "results" / "serving"
@@ -425,17 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         "serve_args": CONFIGS,
         "overload_runs": runs,
         "big_bodies": big,
-        "machine": machine(),
-        "note": args.note,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(torch="torch"),
     }
-    from bert4rec.io import write_json_and_markdown
-
-    report = markdown(record)
-    json_path, md_path = write_json_and_markdown(args.out, args.name, record, report)
-    print(report)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return publish(args.out, args.name, record, markdown, args.note)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ import argparse
 import gc
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from functools import partial
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_report import machine, publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving"
 
@@ -218,30 +217,6 @@ def bench_hnsw(
     return out
 
 
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def machine() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "faiss": _version("faiss-cpu"),
-        "qdrant_client": _version("qdrant-client"),
-        "load_average_at_end": [round(x, 1) for x in load] if load else None,
-        "git_commit": commit.stdout.strip() or None,
-    }
-
-
 def markdown(record: dict[str, Any]) -> str:
     m = record["machine"]
     lines = [
@@ -345,17 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         "build_threads": args.build_threads,
         "kinds": args.kinds,
         "sizes": sizes,
-        "machine": machine(),
-        "note": args.note,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(numpy="numpy", faiss="faiss-cpu", qdrant_client="qdrant-client"),
     }
-    from bert4rec.io import write_json_and_markdown
-
-    report = markdown(record)
-    json_path, md_path = write_json_and_markdown(args.out, args.name, record, report)
-    print(report)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return publish(args.out, args.name, record, markdown, args.note)
 
 
 if __name__ == "__main__":
