@@ -50,7 +50,7 @@ from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.results import atomic_write_text, run_metadata
 from bert4rec.models import build_transformer
 from bert4rec.pipeline import prepare
-from bert4rec.training.fit import ValidationNDCG, make_train_loader, validation_users
+from bert4rec.training.fit import ValidationNDCG, init_starting_weights, make_train_loader, validation_users
 from bert4rec.training.losses import training_loss
 from bert4rec.training.module import SequenceModule
 
@@ -83,6 +83,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "bucket_by_length": False,
         "last_item_mask_prob": 0.3,
     },
+    "dropout0_nobucket_mf": {"model.dropout": 0.0, "bucket_by_length": False, "item_embedding_init": "mf"},
     "batch64": {"batch_size": 64},
     "batch256": {"batch_size": 256},
 }
@@ -107,8 +108,7 @@ class Stepper:
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed)
         self.model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users)
-        if tc.output_bias_init == "log_popularity":
-            self.model.init_output_bias(torch.from_numpy(split.item_popularity()))
+        init_starting_weights(self.model, split, cfg)
         self.loader = make_train_loader(split, cfg)
         # the schedule a real run gets: cosine over all epochs, or over `schedule_steps` (what a
         # time budget fits it to)

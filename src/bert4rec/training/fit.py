@@ -297,13 +297,19 @@ def _build_model(
     longest = max((len(seq) for seq in split.train), default=1)
     check_training_memory(cfg, split.n_items, split.vocab.n_users, longest)  # before allocating anything
     model = build_transformer(cfg.model_type, cfg.model, split.n_items, split.vocab.n_users, content=content)
-    if resuming:
-        return model
-    if tc.output_bias_init == "log_popularity":
-        model.init_output_bias(torch.from_numpy(split.item_popularity()))
-    if tc.item_embedding_init == "mf":
-        model.init_item_embeddings(mf_item_factors(split, cfg))
+    if not resuming:
+        init_starting_weights(model, split, cfg)
     return model
+
+
+def init_starting_weights(model: SequenceTransformer, split: SequenceSplit, cfg: ExperimentConfig) -> None:
+    """The starting weights the config asks for beyond the random init: the output bias from the
+    training items' log-popularity (train.output_bias_init) and the item ID embeddings from ALS
+    item factors (train.item_embedding_init)."""
+    if cfg.train.output_bias_init == "log_popularity":
+        model.init_output_bias(torch.from_numpy(split.item_popularity()))
+    if cfg.train.item_embedding_init == "mf":
+        model.init_item_embeddings(mf_item_factors(split, cfg))
 
 
 def mf_item_factors(split: SequenceSplit, cfg: ExperimentConfig) -> torch.Tensor:
