@@ -244,6 +244,7 @@ def fit_transformer(
     `training.progress.ProgressFile`).
     """
     tc = cfg.train
+    start = time.perf_counter()  # train_seconds counts the starting weights too (ALS factors: seconds)
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     ckpt_path = _resume_from(ckpt_dir) if resume else None
@@ -272,7 +273,6 @@ def fit_transformer(
         validate=validate,
         sampler=make_negative_sampler(split, cfg),
     )
-    start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
