@@ -435,7 +435,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"dataset": "ml-1m"},
         "model": {"max_len": 200, "hidden_size": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.1},
         # patience 10: validation NDCG@10 is noisy and BERT4Rec improves in steps; the output bias
-        # starts at log-popularity (the measurements: docs/first-run.md)
+        # starts at log-popularity and the item embeddings from ALS factors: both models leave
+        # their initial plateau sooner (docs/first-run.md) and end higher (docs/data.md)
         "train": {
             "mask_prob": 0.2,
             "batch_size": 128,
@@ -443,12 +444,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "epochs": 100,
             "patience": 10,
             "output_bias_init": "log_popularity",
+            "item_embedding_init": "mf",
         },
         # per-model settings that measured best on a 2-core CPU (docs/data.md: why the presets ...)
         "per_model": {
-            # ALS-initialised item embeddings: off the plateau sooner (+0.010 validation NDCG@10
-            # at 1,410 steps) and +0.005 test NDCG@10 after 60 minutes (docs/data.md)
-            "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3, "item_embedding_init": "mf"}},
+            "bert4rec": {"model": {"max_len": 50}, "train": {"lr": 4e-3}},
             "sasrec": {
                 "model": {"hidden_size": 128},
                 "train": {"lr": 2e-3, "loss_weighting": "position", "batch_size": 64},
