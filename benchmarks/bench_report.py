@@ -8,18 +8,11 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bert4rec.evaluation.results import package_version
 from bert4rec.io import write_json_and_markdown
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 def machine(**packages: str) -> dict[str, Any]:
@@ -32,7 +25,7 @@ def machine(**packages: str) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        **{key: _version(package) for key, package in packages.items()},
+        **{key: package_version(package) for key, package in packages.items()},
         "git_commit": commit.stdout.strip() or None,
         "load_average_at_end": [round(x, 2) for x in load] if load else None,
     }

@@ -43,7 +43,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from datetime import timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ from bert4rec.evaluation.evaluator import Evaluator
 from bert4rec.evaluation.results import (
     make_record,
     markdown_table,
+    package_version,
     run_metadata,
     write_records,
 )
@@ -427,13 +427,8 @@ def train_peer(
 
 
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for package in ("bert4rec", "rectools", "torch", "lightning", "pytorch-lightning", "numpy", "pandas"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = None
-    return out
+    packages = ("bert4rec", "rectools", "torch", "lightning", "pytorch-lightning", "numpy", "pandas")
+    return {package: package_version(package) for package in packages}
 
 
 def evaluate(

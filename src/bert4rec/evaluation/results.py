@@ -40,7 +40,8 @@ GENRE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of distribution `package`, or None when it is not installed."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -53,7 +54,7 @@ def run_metadata(
     """Everything needed to reproduce or audit a run: seed, data fingerprint and stats, config hash,
     library versions, platform, CPU count, accelerator and a UTC timestamp."""
     canonical = json.dumps(config, sort_keys=True, default=_json_default)
-    versions = {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}}
+    versions = {"python": platform.python_version(), **{p: package_version(p) for p in _PACKAGES}}
     accelerator: str | None = None
     try:
         import torch
