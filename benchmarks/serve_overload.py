@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "drain_seconds": args.drain_seconds,
         "connections": args.connections,
+        "torch_threads": args.torch_threads,  # the server's (as serve_latency records it)
         "serve_args": CONFIGS,
         "overload_runs": runs,
         "big_bodies": big,

@@ -13,6 +13,7 @@ import math
 import pickle
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -273,7 +274,12 @@ def fit_transformer(
         validate=validate,
         sampler=make_negative_sampler(split, cfg),
     )
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    with warnings.catch_warnings():
+        if tc.val_every_n_epochs > 1:
+            # the epochs before the first validation have no value to monitor yet; expected, not a
+            # user error (validates_after_this_epoch), so Lightning's hint to call log() is dropped
+            warnings.filterwarnings("ignore", message=r".*could not find the monitored key")
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
         return FitResult(model.cpu().eval(), train_seconds, trainer.current_epoch, None, is_global_zero=False)
