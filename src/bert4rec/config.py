@@ -252,7 +252,12 @@ class TrainConfig(_Strict):
         "0.99) and validate, checkpoint and return it instead of the raw weights; None = off.",
     )
     patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
-    max_minutes: float | None = Field(default=None, gt=0.0, description="Wall-clock training budget.")
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Wall-clock training budget, building the starting weights "
+        "(train.item_embedding_init) included.",
+    )
     min_steps: int | None = Field(
         default=None,
         ge=1,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
 
 import numpy as np
 import pytest
 import torch
 from helpers import tiny_config
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Timer
 
 from bert4rec.evaluation.scoring import TransformerScorer
 from bert4rec.models import BERT4Rec, SASRec
@@ -117,6 +118,28 @@ def test_min_steps_trains_on_past_the_time_budget(tmp_path, tiny_prepared, min_s
         assert steps.steps == min_steps  # the step it is reached at, no more
         assert result.epochs == math.ceil(min_steps / per_epoch)
         assert len(result.history) == result.epochs  # each epoch was validated
+
+
+class _Budget(Callback):
+    def on_train_start(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+        timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+        self.timer_seconds = timer._duration
+        self.schedule_seconds = pl_module.budget_seconds
+
+
+def test_the_time_budget_covers_building_the_starting_weights(tmp_path, tiny_prepared, monkeypatch):
+    # train.max_minutes is the whole fit: ALS factors (here a 1.5 s stand-in) come off the loop's share
+    from bert4rec.training import fit
+
+    def slow_starting_weights(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(1.5)
+
+    monkeypatch.setattr(fit, "init_starting_weights", slow_starting_weights)
+    budget = _Budget()
+    cfg = tiny_config(epochs=1, max_minutes=1.0)
+    fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False, extra_callbacks=[budget])
+    assert budget.timer_seconds == pytest.approx(budget.schedule_seconds)  # the Timer and the schedule agree
+    assert 50.0 < budget.timer_seconds <= 60.0 - 1.5
 
 
 def test_min_steps_keeps_the_schedule_long_enough(tiny_prepared):

@@ -263,7 +263,10 @@ def fit_transformer(
         save_last=True,
         save_on_train_epoch_end=True,
     )
-    callbacks = [checkpoint, *_callbacks(tc, progress), *extra_callbacks]
+    # train.max_minutes covers the whole fit: what building the starting weights took (ALS factors:
+    # seconds) comes off the training loop's share
+    budget = tc.max_minutes * 60 - (time.perf_counter() - start) if tc.max_minutes else None
+    callbacks = [checkpoint, *_callbacks(tc, progress, budget), *extra_callbacks]
     trainer = _make_trainer(tc, run_dir, ckpt_path, [*loggers], callbacks, progress, n_batches=len(loader))
     world = trainer.num_nodes * trainer.num_devices  # trainer.world_size is only set inside fit
     loader = shard_train_loader(loader, world)
@@ -273,6 +276,7 @@ def fit_transformer(
         total_steps=tc.epochs * _steps_per_epoch(loader, world),
         validate=validate,
         sampler=make_negative_sampler(split, cfg),
+        budget_seconds=budget,
     )
     with warnings.catch_warnings():
         if tc.val_every_n_epochs > 1:
@@ -325,8 +329,9 @@ def mf_item_factors(split: SequenceSplit, cfg: ExperimentConfig) -> torch.Tensor
     return MFRecommender(**mf.model_dump()).fit(split).item_factors
 
 
-def _callbacks(tc: TrainConfig, progress: bool) -> list[Callback]:
-    """Early stopping, the wall-clock budget, the progress bar and the random streams' checkpointing."""
+def _callbacks(tc: TrainConfig, progress: bool, budget_seconds: float | None) -> list[Callback]:
+    """Early stopping, the wall-clock budget (`budget_seconds` of train.max_minutes left for the
+    training loop), the progress bar and the random streams' checkpointing."""
     callbacks: list[Callback] = [
         # train.val_every_n_epochs > 1: the epochs before the first validation have no value yet
         EarlyStopping(
@@ -337,8 +342,9 @@ def _callbacks(tc: TrainConfig, progress: bool) -> list[Callback]:
             strict=tc.val_every_n_epochs == 1,
         ),
     ]
-    if tc.max_minutes:
-        callbacks.append(Timer(duration=timedelta(minutes=tc.max_minutes), interval="step"))
+    if budget_seconds is not None:
+        # spent already (starting weights longer than the budget): stop after the first step
+        callbacks.append(Timer(duration=timedelta(seconds=max(budget_seconds, 0.001)), interval="step"))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     callbacks.append(_TrainingRandomness(tc.seed))

@@ -43,9 +43,12 @@ class SequenceModule(L.LightningModule):
         total_steps: int,
         validate: Callable[[SequenceTransformer], float] | None = None,
         sampler: NegativeSampler | None = None,
+        budget_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self.model, self.cfg, self.total_steps, self.validate = model, cfg, max(total_steps, 1), validate
+        # the training loop's share of train.max_minutes (fit_transformer deducts the starting weights)
+        self.budget_seconds = budget_seconds if budget_seconds is not None else (cfg.max_minutes or 0) * 60
         self.sampler = sampler
         self._planned_steps = self.total_steps
         self._positions_seen, self._batches_seen = 0, 0  # for train.loss_weighting='position'
@@ -199,7 +202,7 @@ class SequenceModule(L.LightningModule):
             return
         # validation time is part of an epoch's cost, so it is included in the measured rate
         # (steps before a resume) + (steps this run can do in the budget at the measured rate)
-        steps_in_budget = global_step - steps_done + int(steps_done * self.cfg.max_minutes * 60 / elapsed)
+        steps_in_budget = global_step - steps_done + int(steps_done * self.budget_seconds / elapsed)
         # train.min_steps trains on past the budget: the schedule then decays over those steps
         steps_in_budget = max(steps_in_budget, self.cfg.min_steps or 0)
         self.total_steps = max(1, min(self._planned_steps, steps_in_budget))
