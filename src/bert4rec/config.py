@@ -500,7 +500,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             "limit_val_users": 10000,
         },
         "per_model": {
-            "bert4rec": {"train": {"lr": 4e-3, "loss_weighting": "position", "item_embedding_init": "mf"}},
+            "bert4rec": {
+                "train": {
+                    "lr": 4e-3,
+                    "loss_weighting": "position",
+                    "item_embedding_init": "mf",
+                    "label_smoothing": 0.1,
+                }
+            },
             "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},
         },
     },
