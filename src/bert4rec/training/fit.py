@@ -263,8 +263,8 @@ def fit_transformer(
         save_last=True,
         save_on_train_epoch_end=True,
     )
-    # train.max_minutes covers the whole fit: what building the starting weights took (ALS factors:
-    # seconds) comes off the training loop's share
+    # train.max_minutes covers the whole fit: the set-up so far (chiefly the starting weights' ALS
+    # factors, seconds) comes off the training loop's share
     budget = tc.max_minutes * 60 - (time.perf_counter() - start) if tc.max_minutes else None
     callbacks = [checkpoint, *_callbacks(tc, progress, budget), *extra_callbacks]
     trainer = _make_trainer(tc, run_dir, ckpt_path, [*loggers], callbacks, progress, n_batches=len(loader))
