@@ -264,8 +264,9 @@ def fit_transformer(
         save_on_train_epoch_end=True,
     )
     # train.max_minutes covers the whole fit: the set-up so far (chiefly the starting weights' ALS
-    # factors, seconds) comes off the training loop's share
-    budget = tc.max_minutes * 60 - (time.perf_counter() - start) if tc.max_minutes else None
+    # factors, seconds) comes off the training loop's share; set-up longer than the budget leaves a
+    # token one: the Timer stops after the first step
+    budget = max(tc.max_minutes * 60 - (time.perf_counter() - start), 0.001) if tc.max_minutes else None
     callbacks = [checkpoint, *_callbacks(tc, progress, budget), *extra_callbacks]
     trainer = _make_trainer(tc, run_dir, ckpt_path, [*loggers], callbacks, progress, n_batches=len(loader))
     world = trainer.num_nodes * trainer.num_devices  # trainer.world_size is only set inside fit
@@ -343,8 +344,7 @@ def _callbacks(tc: TrainConfig, progress: bool, budget_seconds: float | None) ->
         ),
     ]
     if budget_seconds is not None:
-        # spent already (starting weights longer than the budget): stop after the first step
-        callbacks.append(Timer(duration=timedelta(seconds=max(budget_seconds, 0.001)), interval="step"))
+        callbacks.append(Timer(duration=timedelta(seconds=budget_seconds), interval="step"))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     callbacks.append(_TrainingRandomness(tc.seed))
