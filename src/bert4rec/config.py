@@ -501,11 +501,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "per_model": {
             "bert4rec": {
+                # 80 epochs trained to the end (patience = epochs): validation rises most while the
+                # cosine schedule decays, so early stopping cut runs before their best epochs
                 "train": {
                     "lr": 4e-3,
                     "loss_weighting": "position",
                     "item_embedding_init": "mf",
                     "label_smoothing": 0.1,
+                    "epochs": 80,
+                    "patience": 80,
                 }
             },
             "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},
