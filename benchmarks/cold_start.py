@@ -466,7 +466,7 @@ def zero_day_main(args: argparse.Namespace) -> int:
         overrides,
         {
             "data": {"metadata_cols": ["title", "genres"]},
-            "train": {"epochs": args.epochs, "patience": args.epochs, "num_threads": args.threads},
+            "train": {"epochs": args.epochs, "patience": None, "num_threads": args.threads},
         },
     )
     base = build_config(args.preset, overrides).for_model(args.model)

@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     epochs = {"bert4rec": args.bert4rec_epochs, "sasrec": args.sasrec_epochs}
-    # fixed epochs: patience = epochs, so early stopping never ends a run before its last epoch
-    per_model = {m: {"train": {"epochs": e, "patience": e, "max_minutes": None}} for m, e in epochs.items()}
+    # fixed epochs: no early stopping ends a run before its last epoch
+    per_model = {
+        m: {"train": {"epochs": e, "patience": None, "max_minutes": None}} for m, e in epochs.items()
+    }
     overrides = deep_merge(
         option_overrides([], args.data_dir), {"train": {"num_threads": 1}, "per_model": per_model}
     )

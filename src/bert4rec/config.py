@@ -251,7 +251,12 @@ class TrainConfig(_Strict):
         description="Keep an exponential moving average of the weights (decay per optimizer step, e.g. "
         "0.99) and validate, checkpoint and return it instead of the raw weights; None = off.",
     )
-    patience: int = Field(default=5, ge=1, description="Early stopping patience on val ndcg@10 (epochs).")
+    patience: int | None = Field(
+        default=5,
+        ge=1,
+        description="Early stopping patience on val ndcg@10 (epochs); None = no early stopping, "
+        "train all `epochs` (the time budget, train.max_minutes, still applies).",
+    )
     max_minutes: float | None = Field(
         default=None,
         gt=0.0,
@@ -501,7 +506,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "per_model": {
             "bert4rec": {
-                # 80 epochs trained to the end (patience = epochs): validation rises most while the
+                # 80 epochs trained to the end (no early stopping): validation rises most while the
                 # cosine schedule decays, so early stopping cut runs before their best epochs
                 "train": {
                     "lr": 4e-3,
@@ -509,7 +514,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "item_embedding_init": "mf",
                     "label_smoothing": 0.1,
                     "epochs": 80,
-                    "patience": 80,
+                    "patience": None,
                 }
             },
             "sasrec": {"train": {"loss": "full", "loss_weighting": "position"}},

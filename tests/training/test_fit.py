@@ -271,3 +271,14 @@ def test_a_run_that_blows_up_from_the_start_is_stopped(tmp_path, tiny_prepared):
     cfg = tiny_config(lr=3.0, grad_clip=None, warmup_steps=0, epochs=15)
     with pytest.raises(TrainingDivergedError, match=r"diverged.*uniform guess.*set train.grad_clip"):
         fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize(("patience", "epochs_trained"), [(1, 2), (None, 4)])
+def test_patience_none_trains_every_epoch(tmp_path, tiny_prepared, monkeypatch, patience, epochs_trained):
+    """A validation score that never improves: patience 1 stops after the second epoch, patience
+    None (no early stopping) trains all four."""
+    monkeypatch.setattr(ValidationNDCG, "__call__", lambda self, model: 0.25)
+    cfg = tiny_config(epochs=4, patience=patience)
+    result = fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False)
+    assert result.epochs == epochs_trained
+    assert [row["epoch"] for row in result.history] == list(range(epochs_trained))

@@ -331,18 +331,20 @@ def mf_item_factors(split: SequenceSplit, cfg: ExperimentConfig) -> torch.Tensor
 
 
 def _callbacks(tc: TrainConfig, progress: bool, budget_seconds: float | None) -> list[Callback]:
-    """Early stopping, the wall-clock budget (`budget_seconds` of train.max_minutes left for the
-    training loop), the progress bar and the random streams' checkpointing."""
-    callbacks: list[Callback] = [
+    """Early stopping (unless train.patience is None), the wall-clock budget (`budget_seconds` of
+    train.max_minutes left for the training loop), the progress bar and the random streams' checkpointing."""
+    callbacks: list[Callback] = []
+    if tc.patience is not None:  # None: train every epoch of `epochs`
         # train.val_every_n_epochs > 1: the epochs before the first validation have no value yet
-        EarlyStopping(
-            monitor=VAL_METRIC,
-            mode="max",
-            patience=tc.patience,
-            check_on_train_epoch_end=True,
-            strict=tc.val_every_n_epochs == 1,
-        ),
-    ]
+        callbacks.append(
+            EarlyStopping(
+                monitor=VAL_METRIC,
+                mode="max",
+                patience=tc.patience,
+                check_on_train_epoch_end=True,
+                strict=tc.val_every_n_epochs == 1,
+            )
+        )
     if budget_seconds is not None:
         callbacks.append(Timer(duration=timedelta(seconds=budget_seconds), interval="step"))
     if progress:
