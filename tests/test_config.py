@@ -140,7 +140,7 @@ def test_beauty_preset_weights_positions_alike_with_each_models_loss():
     assert (bert.label_smoothing, sasrec.label_smoothing) == (0.1, 0.0)
     # BERT4Rec trains 80 epochs without early stopping: three seeds 0.0204 against 0.0197 with 50
     assert (bert.epochs, bert.patience) == (80, None)
-    assert (sasrec.epochs, sasrec.patience) == (50, 5)
+    assert (sasrec.epochs, sasrec.patience) == (50, 10)
     mine = build_config("beauty", {"data": {"path": "b.txt"}, "train": {"loss_weighting": "batch"}})
     assert mine.for_model("sasrec").train.loss_weighting == "batch"  # an explicit setting wins
 
