@@ -44,3 +44,14 @@ def test_every_row_gets_a_target_and_last_only_rows_mask_just_the_last_item():
     assert 0.42 < last_only.float().mean().item() < 0.58
     assert ((labels[last_only] > 0).sum(1) == 1).all(), "last-only rows have exactly one target"
     assert (inputs[:, :-1] != cfg.mask_idx).all()
+
+
+def test_mask_token_prob_one_is_the_original_bert4rec_masking():
+    # every picked position becomes [MASK]: no random items, no targets left visible in the input
+    cfg = ClozeConfig(100, mask_prob=0.4, mask_token_prob=1.0, random_token_prob=0.0, last_item_mask_prob=0.1)
+    seq = torch.randint(1, 101, (300, 20))
+    inputs, labels = cloze_mask(seq, cfg, torch.Generator().manual_seed(4))
+    masked = labels > 0
+    assert masked.float().mean().item() > 0.3
+    assert (inputs[masked] == cfg.mask_idx).all()
+    assert torch.equal(inputs[~masked], seq[~masked])
