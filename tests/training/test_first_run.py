@@ -140,7 +140,8 @@ def test_the_time_budget_covers_building_the_starting_weights(tmp_path, tiny_pre
     budget = _Budget()
     cfg = tiny_config(epochs=1, max_minutes=1.0)
     fit_transformer(tiny_prepared.split, cfg, tmp_path, progress=False, extra_callbacks=[budget])
-    assert budget.timer_seconds == pytest.approx(budget.schedule_seconds, abs=0.5)  # the Timer and the schedule agree
+    # the Timer and the schedule agree
+    assert budget.timer_seconds == pytest.approx(budget.schedule_seconds, abs=0.5)
     assert 50.0 < budget.timer_seconds <= 60.0 - 1.5
 
 
