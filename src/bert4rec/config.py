@@ -200,6 +200,13 @@ class TrainConfig(_Strict):
     last_item_mask_prob: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Share of training samples that mask only the last item."
     )
+    input_mask_prob: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="SASRec only: share of training input items replaced by [MASK] (BERT4Rec's Cloze "
+        "noise as an augmentation of the causal model; the next-item labels stay); 0 = off.",
+    )
     # sliding windows over long histories
     window_step: int | None = Field(default=None, ge=1, description="Stride between windows; None = max_len.")
     windows_per_user: int | None = Field(

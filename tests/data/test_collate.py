@@ -43,3 +43,29 @@ def test_bert_collator_pickles_with_its_random_stream():
     copy = pickle.loads(pickle.dumps(collator))
     a, b = collator(batch), copy(batch)
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_next_item_collator_input_masking_hides_inputs_only():
+    """SASRec's item-mask augmentation: some inputs become [MASK] (n_items + 1), never padding, and
+    the next-item labels are those of the unmasked windows."""
+    batch = [(0, np.arange(1, 41)), (1, np.arange(3, 13))]
+    plain = NextItemCollator()(batch)
+    out = NextItemCollator(n_items=50, input_mask_prob=0.3, seed=1)(batch)
+    assert torch.equal(out["labels"], plain["labels"])
+    hidden = out["input_ids"] != plain["input_ids"]
+    assert (out["input_ids"][hidden] == 51).all()
+    assert not hidden[plain["input_ids"] == 0].any()
+    share = hidden.sum().item() / (plain["input_ids"] != 0).sum().item()
+    assert 0.1 < share < 0.5
+
+
+def test_next_item_collator_pickles_with_its_random_stream():
+    import pickle
+
+    collator = NextItemCollator(n_items=50, input_mask_prob=0.3, seed=3)
+    batch = [(0, np.arange(1, 31))]
+    collator(batch)
+    copy = pickle.loads(pickle.dumps(collator))
+    assert torch.equal(collator(batch)["input_ids"], copy(batch)["input_ids"])
+    with pytest.raises(ValueError, match="n_items"):
+        NextItemCollator(input_mask_prob=0.1)

@@ -33,21 +33,30 @@ def left_pad(seqs: Sequence[np.ndarray], length: int | None = None) -> torch.Ten
     return torch.from_numpy(out)
 
 
-class BertCollator:
-    """Training batches for BERT4Rec: left-pad the windows, then Cloze-mask them."""
+class _SeededCollator:
+    """A collator with its own random stream (`torch.Generator`, seeded by train.seed)."""
 
-    def __init__(self, cfg: ClozeConfig, seed: int = 0) -> None:
-        self.cfg = cfg
+    def __init__(self, seed: int) -> None:
         self.generator = torch.Generator().manual_seed(seed)
 
     # a torch.Generator cannot be pickled; its state can (DataLoader workers, ddp_spawn processes)
     def __getstate__(self) -> dict[str, object]:
-        return {"cfg": self.cfg, "generator_state": self.generator.get_state()}
+        state = {k: v for k, v in self.__dict__.items() if k != "generator"}
+        return {**state, "generator_state": self.generator.get_state()}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.cfg = state["cfg"]  # type: ignore[assignment]
+        generator_state = state.pop("generator_state")
+        self.__dict__.update(state)
         self.generator = torch.Generator()
-        self.generator.set_state(state["generator_state"])  # type: ignore[arg-type]
+        self.generator.set_state(generator_state)  # type: ignore[arg-type]
+
+
+class BertCollator(_SeededCollator):
+    """Training batches for BERT4Rec: left-pad the windows, then Cloze-mask them."""
+
+    def __init__(self, cfg: ClozeConfig, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.cfg = cfg
 
     def __call__(self, batch: Sequence[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
         users = torch.tensor([u for u, _ in batch], dtype=torch.int64)
@@ -56,14 +65,28 @@ class BertCollator:
         return {"input_ids": inputs, "labels": labels, "users": users}
 
 
-class NextItemCollator:
-    """Training batches for SASRec: windows of max_len + 1 items -> inputs [:-1], next-item labels [1:]."""
+class NextItemCollator(_SeededCollator):
+    """Training batches for SASRec: windows of max_len + 1 items -> inputs [:-1], next-item labels [1:].
+
+    `input_mask_prob` > 0 hides that share of the input items behind [MASK] (index `n_items + 1`,
+    BERT4Rec's Cloze noise on the causal model's inputs, as CL4SRec's item-mask augmentation); the
+    labels stay the true next items, so every position still trains. Inference never masks.
+    """
+
+    def __init__(self, n_items: int = 0, input_mask_prob: float = 0.0, seed: int = 0) -> None:
+        if input_mask_prob > 0 and n_items < 1:
+            raise ValueError("input masking needs n_items (the [MASK] index is n_items + 1)")
+        super().__init__(seed)
+        self.mask_idx, self.input_mask_prob = n_items + 1, input_mask_prob
 
     def __call__(self, batch: Sequence[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
         users = torch.tensor([u for u, _ in batch], dtype=torch.int64)
         seq = left_pad([s for _, s in batch])
         inputs, labels = seq[:, :-1], seq[:, 1:].clone()
         labels[inputs == PAD] = 0  # first real item has no input before it
+        if self.input_mask_prob > 0:
+            hide = (torch.rand(inputs.shape, generator=self.generator) < self.input_mask_prob) & (inputs != PAD)
+            inputs = inputs.masked_fill(hide, self.mask_idx)
         return {"input_ids": inputs, "labels": labels, "users": users}
 
 

@@ -112,7 +112,7 @@ class NextItemKind(SequenceKind):
         return max_len + 1
 
     def train_collator(self, n_items: int, train: TrainConfig) -> Collator:
-        return NextItemCollator()
+        return NextItemCollator(n_items, train.input_mask_prob, seed=train.seed)
 
     def mask_idx(self, n_items: int) -> int | None:
         return None
