@@ -85,7 +85,8 @@ class NextItemCollator(_SeededCollator):
         inputs, labels = seq[:, :-1], seq[:, 1:].clone()
         labels[inputs == PAD] = 0  # first real item has no input before it
         if self.input_mask_prob > 0:
-            hide = (torch.rand(inputs.shape, generator=self.generator) < self.input_mask_prob) & (inputs != PAD)
+            draw = torch.rand(inputs.shape, generator=self.generator)
+            hide = (draw < self.input_mask_prob) & (inputs != PAD)
             inputs = inputs.masked_fill(hide, self.mask_idx)
         return {"input_ids": inputs, "labels": labels, "users": users}
 
