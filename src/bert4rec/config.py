@@ -73,6 +73,14 @@ class DataConfig(_Strict):
         default="drop",
         description="Exact duplicate (user, item, timestamp) rows: drop them (counted), keep them, or fail.",
     )
+    val_users: int | None = Field(
+        default=None,
+        ge=1,
+        description="Users whose second-to-last item is held out for validation; None: every user "
+        "(leave-two-out). With N, a fixed random sample of N users (seed 0) keeps it out, and every "
+        "other user trains on it (their most recent transition), as aprec and the SASRec/BERT4Rec "
+        "replicability studies split; the test item never enters training either way.",
+    )
     # generated demo data
     n_users: int = Field(default=600, ge=2, description="Users of the generated demo data.")
     n_items: int = Field(default=300, ge=4, description="Items of the generated demo data.")

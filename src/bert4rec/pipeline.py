@@ -79,7 +79,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         require_encoder()  # fail before reading the data, naming the extra to install
     start = time.perf_counter()
     interactions = load_interactions(cfg.data)
-    split = build_split(interactions)
+    split = build_split(interactions, cfg.data.val_users)
     return Prepared(interactions, split, time.perf_counter() - start)
 
 

@@ -55,10 +55,7 @@ def _reference_sequences(rows: list[tuple]) -> dict:
     return out
 
 
-def test_test_interaction_never_appears_in_any_training_or_validation_input():
-    """The proof. Items repeat inside histories, many timestamps tie and rows arrive shuffled, so the
-    claim is about *positions*: every input is a strict prefix of the time-ordered history that stops
-    before the last interaction, and the test target is that last interaction."""
+def _shuffled_rows_with_repeats_and_ties() -> list[tuple]:
     rng = np.random.default_rng(7)
     rows = []
     for u in range(300):
@@ -67,7 +64,14 @@ def test_test_interaction_never_appears_in_any_training_or_validation_input():
         times = np.sort(rng.integers(0, 8, n))  # few distinct times: ties are common
         rows += [(u, int(i), int(t)) for i, t in zip(items, times, strict=True)]
     perm = rng.permutation(len(rows))
-    rows = [rows[i] for i in perm]  # shuffle the file: order must come from (time, file row)
+    return [rows[i] for i in perm]  # shuffle the file: order must come from (time, file row)
+
+
+def test_test_interaction_never_appears_in_any_training_or_validation_input():
+    """The proof. Items repeat inside histories, many timestamps tie and rows arrive shuffled, so the
+    claim is about *positions*: every input is a strict prefix of the time-ordered history that stops
+    before the last interaction, and the test target is that last interaction."""
+    rows = _shuffled_rows_with_repeats_and_ties()
     s = split_of(rows)
     ref = _reference_sequences(rows)
     v = s.vocab
@@ -122,3 +126,30 @@ def test_inputs_for_an_explicit_user_subset(split):
     both = s.inputs(split)
     only_second = s.inputs(split, np.array([1]))
     assert len(only_second) == 1 and only_second[0].tolist() == both[1].tolist()
+
+
+def test_val_users_trains_the_other_users_on_their_validation_item_and_never_on_the_test_item():
+    rows = _shuffled_rows_with_repeats_and_ties()
+    raw = RawData(pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"), None, "t")
+    data = preprocess(raw, ALL)
+    full, part = build_split(data), build_split(data, val_users=40)
+    again = build_split(data, val_users=40)
+    assert part.users("val").tolist() == again.users("val").tolist()  # a fixed sample
+    # the same test users and targets, the same test inputs; 40 of them validate
+    assert part.users("test").tolist() == full.users("test").tolist()
+    assert (part.test_target == full.test_target).all()
+    assert len(part.users("val")) == 40 == part.stats["users_validated"]
+    assert set(part.users("val").tolist()) < set(full.users("val").tolist())
+    for a, b in zip(part.inputs("test"), full.inputs("test"), strict=True):
+        assert a.tolist() == b.tolist()
+    validated = set(part.users("val").tolist())
+    for u in full.users("test"):
+        history = np.append(full.inputs("test", np.array([u]))[0], full.test_target[u])
+        if u in validated:  # as the full split: the last two stay out of training
+            assert part.train[u].tolist() == history[:-2].tolist() and part.val_target[u] == history[-2]
+        else:  # the validation item trains, the test item never does
+            assert part.train[u].tolist() == history[:-1].tolist() and part.val_target[u] == 0
+    assert part.stats["users_train_only"] == full.stats["users_train_only"]
+    assert part.item_popularity().sum() == full.item_popularity().sum() + len(full.users("test")) - 40
+    # more users than there are: every user validates, as without the option
+    assert build_split(data, val_users=10_000).users("val").tolist() == full.users("val").tolist()

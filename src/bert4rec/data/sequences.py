@@ -5,6 +5,10 @@ the validation target, the rest is training data. Validation input = training pa
 training part + validation item. The test item therefore never appears in any training or
 validation input (tests/data/test_sequences.py proves it). Users with fewer than 3 interactions
 only contribute training data and are counted.
+
+`val_users=N` keeps the validation item out for a fixed random sample of N of those users only;
+every other one trains on it (training part = all but the test item, no validation target), so the
+model also learns each user's most recent transition. The test users are the same either way.
 """
 
 from __future__ import annotations
@@ -62,8 +66,9 @@ class SequenceSplit:
         return counts
 
 
-def build_split(data: Interactions) -> SequenceSplit:
-    """Map ids to indices and split each user's time-ordered sequence leave-one-out."""
+def build_split(data: Interactions, val_users: int | None = None) -> SequenceSplit:
+    """Map ids to indices and split each user's time-ordered sequence leave-one-out; with
+    `val_users`, only that many users (a fixed sample, seed 0) keep a validation target."""
     frame = data.frame  # already sorted by user, then timestamp, ties in file order
     item_ids = frame["item_id"].unique().sort().to_list()
     user_counts = frame.group_by("user_id", maintain_order=True).len()
@@ -81,15 +86,24 @@ def build_split(data: Interactions) -> SequenceSplit:
     train: list[np.ndarray] = []
     val_target = np.zeros(n_users, dtype=np.int64)
     test_target = np.zeros(n_users, dtype=np.int64)
-    train_only = 0
+    lengths = np.diff(bounds)
+    eligible = np.flatnonzero(lengths >= 3)
+    validated = np.zeros(n_users, dtype=bool)
+    if val_users is None or val_users >= len(eligible):
+        validated[eligible] = True
+    else:
+        validated[np.random.default_rng(0).choice(eligible, size=val_users, replace=False)] = True
     for u in range(n_users):
         seq = item_idx[bounds[u] : bounds[u + 1]]
-        if len(seq) >= 3:
+        if validated[u]:
             train.append(seq[:-2].copy())
             val_target[u], test_target[u] = seq[-2], seq[-1]
+        elif len(seq) >= 3:
+            train.append(seq[:-1].copy())  # the validation item trains; the test item stays out
+            test_target[u] = seq[-1]
         else:
             train.append(seq.copy())
-            train_only += 1
     stats = dict(data.stats)
-    stats["users_train_only"] = train_only
+    stats["users_train_only"] = int(n_users - len(eligible))
+    stats["users_validated"] = int(validated.sum())
     return SequenceSplit(vocab, train, val_target, test_target, stats, data.fingerprint)
