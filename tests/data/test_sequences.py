@@ -13,9 +13,9 @@ from bert4rec.data.sequences import build_split
 ALL = DataConfig(dataset="generated", min_user_interactions=1, min_item_interactions=1, duplicates="keep")
 
 
-def split_of(rows: list[tuple], cfg: DataConfig = ALL):
+def split_of(rows: list[tuple], cfg: DataConfig = ALL, val_users: int | None = None):
     raw = RawData(pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"), None, "t")
-    return build_split(preprocess(raw, cfg))
+    return build_split(preprocess(raw, cfg), val_users)
 
 
 def test_leave_one_out_on_a_small_example():
@@ -130,10 +130,7 @@ def test_inputs_for_an_explicit_user_subset(split):
 
 def test_val_users_trains_the_other_users_on_their_validation_item_and_never_on_the_test_item():
     rows = _shuffled_rows_with_repeats_and_ties()
-    raw = RawData(pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"), None, "t")
-    data = preprocess(raw, ALL)
-    full, part = build_split(data), build_split(data, val_users=40)
-    again = build_split(data, val_users=40)
+    full, part, again = split_of(rows), split_of(rows, val_users=40), split_of(rows, val_users=40)
     assert part.users("val").tolist() == again.users("val").tolist()  # a fixed sample
     # the same test users and targets, the same test inputs; 40 of them validate
     assert part.users("test").tolist() == full.users("test").tolist()
@@ -152,4 +149,4 @@ def test_val_users_trains_the_other_users_on_their_validation_item_and_never_on_
     assert part.stats["users_train_only"] == full.stats["users_train_only"]
     assert part.item_popularity().sum() == full.item_popularity().sum() + len(full.users("test")) - 40
     # more users than there are: every user validates, as without the option
-    assert build_split(data, val_users=10_000).users("val").tolist() == full.users("val").tolist()
+    assert split_of(rows, val_users=10_000).users("val").tolist() == full.users("val").tolist()

@@ -86,19 +86,18 @@ def build_split(data: Interactions, val_users: int | None = None) -> SequenceSpl
     train: list[np.ndarray] = []
     val_target = np.zeros(n_users, dtype=np.int64)
     test_target = np.zeros(n_users, dtype=np.int64)
-    lengths = np.diff(bounds)
-    eligible = np.flatnonzero(lengths >= 3)
-    validated = np.zeros(n_users, dtype=bool)
-    if val_users is None or val_users >= len(eligible):
-        validated[eligible] = True
-    else:
+    has_targets = np.diff(bounds) >= 3
+    eligible = np.flatnonzero(has_targets)
+    validated = has_targets.copy()
+    if val_users is not None and val_users < len(eligible):
+        validated[:] = False
         validated[np.random.default_rng(0).choice(eligible, size=val_users, replace=False)] = True
     for u in range(n_users):
         seq = item_idx[bounds[u] : bounds[u + 1]]
         if validated[u]:
             train.append(seq[:-2].copy())
             val_target[u], test_target[u] = seq[-2], seq[-1]
-        elif len(seq) >= 3:
+        elif has_targets[u]:
             train.append(seq[:-1].copy())  # the validation item trains; the test item stays out
             test_target[u] = seq[-1]
         else:
