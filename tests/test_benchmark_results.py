@@ -106,3 +106,37 @@ def test_seeds_script_summarises_the_per_seed_records(tmp_path):
     assert summary["metrics"]["full"]["ndcg@10"]["values"] == [0.16, 0.18]
     with pytest.raises(SystemExit, match="no records"):
         seeds.summarise("other", tmp_path)
+
+
+def test_ensemble_script_groups_the_seeds_and_records_the_members(
+    tmp_path, monkeypatch, capsys, tiny_prepared
+):
+    import json
+
+    from helpers import tiny_config
+
+    from bert4rec.evaluation.results import write_records
+    from bert4rec.pipeline import train_and_evaluate
+
+    ensemble = _load_script("ensemble")
+    runs, folder = tmp_path / "runs", tmp_path / "results" / "study"
+    members = []
+    for seed in (1, 2):  # the layout seeds.py leaves: a bundle per seed run, a record per seed
+        run = train_and_evaluate(
+            "sasrec", tiny_config(seed=seed), tiny_prepared, runs / f"tiny-seed{seed}", progress=False
+        )
+        write_records([run.record], folder, f"tiny-seed{seed}")
+        members.append(run.record)
+    monkeypatch.setattr(ensemble, "RESULTS", tmp_path / "results")
+    argv = ["--name", "tiny", "--study", "study", "--runs", str(runs), "--seeds", "1,2", "--members", "2"]
+    assert ensemble.main(argv) == 0
+    record = json.loads((folder / "tiny-ens2-seed1_sasrec_ensemble.json").read_text())
+    assert record["model"] == "sasrec_ensemble" and record["ensemble"]["member_seeds"] == [1, 2]
+    assert record["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in members), abs=0.01)
+    assert record["ensemble"]["member_ndcg@10"] == [m["metrics"]["full"]["ndcg@10"] for m in members]
+    assert "| sasrec_ensemble |" in (folder / "tiny-ens2.md").read_text()
+    with pytest.raises(SystemExit):
+        ensemble.main([*argv[:-1], "3"])
+    assert "2 seeds do not split into ensembles of 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no record of seed 3"):
+        ensemble.ensemble_record("tiny", folder, runs, "sasrec", [1, 3], "log_prob")

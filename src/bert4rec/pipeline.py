@@ -316,6 +316,79 @@ def baseline_val_ndcg(prepared: Prepared, cfg: ExperimentConfig) -> dict[str, fl
     return out
 
 
+@dataclass
+class EnsembleEvaluation:
+    """Test metrics of a seed ensemble (`evaluate_ensemble`) and what it was made of."""
+
+    model: str  # "<model_type>_ensemble"
+    dataset: str
+    metrics: dict[str, Any]
+    config: dict[str, Any]  # the first member's config (members differ only in train.seed)
+    member_seeds: list[int]
+    combine: str
+    run: dict[str, Any]  # run_metadata: the first member's seed, data fingerprint and stats, versions
+    eval_seconds: float
+
+
+def evaluate_ensemble(
+    bundle_paths: Sequence[Path], *, combine: str = "log_prob", data_dir: Path | None = None
+) -> EnsembleEvaluation:
+    """Evaluate on the test split the ensemble of saved models (`EnsembleScorer`: their normalised
+    scores averaged). The members must be one configuration trained with different seeds on the
+    same data: any other difference, a repeated seed or another data fingerprint raises ConfigError
+    or DataError naming it. The data are read again from the members' config (`data_dir` replaces
+    `data.data_dir`, e.g. when the bundles were trained elsewhere) and must give the same split."""
+    from bert4rec.artifacts import load_bundle
+    from bert4rec.errors import ConfigError, DataError
+    from bert4rec.evaluation.results import seed_differences
+    from bert4rec.evaluation.scoring import EnsembleScorer
+
+    if not bundle_paths:
+        raise ConfigError("an ensemble needs at least one model bundle")
+    bundles = [load_bundle(Path(p)) for p in bundle_paths]
+    first = bundles[0]
+    first_config = first.config.model_dump(mode="json")
+    seeds = [b.config.train.seed for b in bundles]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"ensemble members repeat a train.seed ({seeds}): each member needs its own")
+    for path, bundle in zip(bundle_paths[1:], bundles[1:], strict=True):
+        differ = seed_differences(first_config, bundle.config.model_dump(mode="json"))
+        if differ:
+            raise ConfigError(
+                f"{path}: differs from {bundle_paths[0]} in more than train.seed ({', '.join(differ[:5])}); "
+                "an ensemble's members are one configuration trained with several seeds"
+            )
+        if bundle.run.get("data_fingerprint") != first.run.get("data_fingerprint"):
+            raise DataError(
+                f"{path}: trained on other data than {bundle_paths[0]} (data fingerprints differ)"
+            )
+    cfg = first.config
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": Path(data_dir)})})
+    prepared = prepare(cfg)
+    expected = first.run.get("data_fingerprint")
+    if expected and prepared.split.fingerprint != expected:
+        raise DataError(
+            f"{cfg.data.data_dir or cfg.data.path}: not the data the ensemble members were trained on "
+            f"(fingerprint {prepared.split.fingerprint[:12]}, members {str(expected)[:12]})"
+        )
+    genres = item_genres(prepared.interactions.items, prepared.split.vocab, cfg.eval.genre_column)
+    name = f"{cfg.model_type}_ensemble"
+    scorer = EnsembleScorer([TransformerScorer(b.model) for b in bundles], name=name, combine=combine)
+    start = time.perf_counter()
+    metrics = Evaluator(prepared.split, cfg.eval, genres).evaluate(scorer, which="test")
+    return EnsembleEvaluation(
+        model=name,
+        dataset=dataset_name(cfg),
+        metrics=metrics,
+        config=first_config,
+        member_seeds=seeds,
+        combine=combine,
+        run=run_metadata(first_config, seeds[0], prepared.split.fingerprint, prepared.split.stats),
+        eval_seconds=round(time.perf_counter() - start, 3),
+    )
+
+
 def compare(
     model_types: list[str],
     cfg: ExperimentConfig,

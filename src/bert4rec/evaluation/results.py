@@ -207,6 +207,12 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def seed_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The settings (dotted paths) in which two runs' configs differ, the seed aside; a config
+    written before a setting existed counts as having its default."""
+    return _differences(_without_seed(_with_defaults(a)), _without_seed(_with_defaults(b)))
+
+
 def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation over runs of one model that differ only in `train.seed`.
 
@@ -223,7 +229,7 @@ def seed_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("model", "dataset"):
             if r.get(key) != first.get(key):
                 raise ValueError(f"records mix {key}s: {first.get(key)!r} and {r.get(key)!r}")
-        differ = _differences(config, _without_seed(_with_defaults(r.get("config", {}))))
+        differ = seed_differences(first.get("config", {}), r.get("config", {}))
         if differ:
             raise ValueError(f"the runs differ in more than the seed: {', '.join(differ[:5])}")
     seeds = [r.get("config", {}).get("train", {}).get("seed") for r in records]

@@ -1,14 +1,17 @@
 """Adapts a trained Transformer to the `Scorer` interface: shared by training (validation), evaluation
-and serving (the Recommender, the ONNX backend), so none of them imports another's code for it."""
+and serving (the Recommender, the ONNX backend), so none of them imports another's code for it.
+`EnsembleScorer` combines several scorers (e.g. one model trained with several seeds) into one."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from bert4rec.data.kinds import sequence_kind
+from bert4rec.models.base import Scorer
 from bert4rec.models.transformer import SequenceTransformer
 
 
@@ -43,3 +46,43 @@ class TransformerScorer:
         """(b, L) inputs and (b,) user indices -> (b, n_items + 1) float32 scores on the CPU."""
         device = next(self.model.parameters()).device
         return self.model.predict(seq.to(device), users.to(device)).float().cpu()
+
+
+ENSEMBLE_COMBINES = ("log_prob", "prob")
+
+
+class EnsembleScorer:
+    """Scores with several models at once: each member's scores become log-probabilities (a softmax
+    over the real items, columns 1..n_items) and the ensemble scores an item by their mean
+    (`combine="log_prob"`: a product of experts) or by the log of the mean probability
+    (`combine="prob"`). Members trained with a softmax loss agree on scores only up to a constant
+    per user; normalising first makes them comparable. Column 0 (PAD) scores -inf."""
+
+    def __init__(self, members: Sequence[Scorer], name: str = "ensemble", combine: str = "log_prob") -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member scorer")
+        if combine not in ENSEMBLE_COMBINES:
+            raise ValueError(f"combine={combine!r}: choose one of {', '.join(ENSEMBLE_COMBINES)}")
+        self.members = list(members)
+        self.name = name
+        self.combine = combine
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        shape: tuple[int, ...] | None = None
+        for member in self.members:
+            raw = torch.as_tensor(member.score(users, histories)).float()
+            shape = shape or tuple(raw.shape)
+            if tuple(raw.shape) != shape:
+                raise ValueError(
+                    f"ensemble member {getattr(member, 'name', '?')!r} scored shape {tuple(raw.shape)}, "
+                    f"the first member {shape}: members must share one item vocabulary"
+                )
+            log_p = torch.log_softmax(raw[:, 1:], dim=1)
+            part = log_p if self.combine == "log_prob" else log_p.exp()
+            total = part if total is None else total + part
+        assert total is not None
+        mean = total / len(self.members)
+        if self.combine == "prob":
+            mean = mean.log()
+        return torch.cat([torch.full((mean.shape[0], 1), -math.inf), mean], dim=1)

@@ -1,0 +1,123 @@
+"""Seed ensembles: EnsembleScorer's arithmetic and evaluate_ensemble's checks on saved bundles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_config
+
+from bert4rec.errors import ConfigError, DataError
+from bert4rec.evaluation.scoring import EnsembleScorer
+
+
+class Fixed:
+    """A scorer returning the same rows whatever it is asked."""
+
+    def __init__(self, rows: list[list[float]], name: str = "fixed") -> None:
+        self.rows = torch.tensor(rows)
+        self.name = name
+
+    def score(self, users, histories):  # type: ignore[no-untyped-def]
+        return self.rows.clone()
+
+
+USERS = np.array([0, 1])
+HIST = [np.array([1]), np.array([2])]
+A = [[9.0, 1.0, 2.0, 3.0], [0.0, 3.0, 0.0, -1.0]]
+B = [[-5.0, 2.0, 0.0, 1.0], [7.0, 0.0, 4.0, 0.0]]
+
+
+def test_log_prob_ensemble_is_the_mean_of_member_log_softmax_over_the_real_items():
+    out = EnsembleScorer([Fixed(A), Fixed(B)]).score(USERS, HIST)
+    a, b = torch.tensor(A)[:, 1:], torch.tensor(B)[:, 1:]
+    expected = (torch.log_softmax(a, 1) + torch.log_softmax(b, 1)) / 2
+    torch.testing.assert_close(out[:, 1:], expected)
+    assert bool(torch.isneginf(out[:, 0]).all())  # PAD never ranks, whatever the members gave it
+
+
+def test_prob_ensemble_is_the_log_of_the_mean_probability():
+    out = EnsembleScorer([Fixed(A), Fixed(B)], combine="prob").score(USERS, HIST)
+    a, b = torch.tensor(A)[:, 1:], torch.tensor(B)[:, 1:]
+    expected = ((torch.softmax(a, 1) + torch.softmax(b, 1)) / 2).log()
+    torch.testing.assert_close(out[:, 1:], expected)
+
+
+def test_a_member_shifted_by_a_constant_per_user_changes_nothing():
+    """Softmax-trained members agree only up to a constant per user: normalising removes it."""
+    shifted = (torch.tensor(B) + torch.tensor([[100.0], [-40.0]])).tolist()
+    plain = EnsembleScorer([Fixed(A), Fixed(B)]).score(USERS, HIST)
+    moved = EnsembleScorer([Fixed(A), Fixed(shifted)]).score(USERS, HIST)
+    torch.testing.assert_close(plain, moved)
+
+
+def test_members_with_different_vocabularies_and_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="share one item vocabulary"):
+        EnsembleScorer([Fixed(A), Fixed([[0.0, 1.0], [0.0, 1.0]], name="small")]).score(USERS, HIST)
+    with pytest.raises(ValueError, match="combine"):
+        EnsembleScorer([Fixed(A)], combine="max")
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleScorer([])
+
+
+@pytest.fixture(scope="module")
+def sasrec_bundles(tmp_path_factory, tiny_prepared):
+    """Tiny SASRec bundles: seeds 1 and 2 of one config, and seed 3 with another learning rate."""
+    from bert4rec.pipeline import train_and_evaluate
+
+    out = {}
+    for label, cfg in (
+        ("s1", tiny_config(seed=1)),
+        ("s2", tiny_config(seed=2)),
+        ("lr", tiny_config(seed=3, lr=0.005)),
+    ):
+        run = train_and_evaluate("sasrec", cfg, tiny_prepared, tmp_path_factory.mktemp(label), progress=False)
+        assert run.artifact is not None
+        out[label] = (run.artifact, run.record)
+    return out
+
+
+def test_a_one_member_ensemble_scores_exactly_as_its_member(sasrec_bundles):
+    """Normalising keeps each user's ranking, so the member's own test metrics come back."""
+    from bert4rec.pipeline import evaluate_ensemble
+
+    path, record = sasrec_bundles["s1"]
+    ev = evaluate_ensemble([path])
+    for metric in ("ndcg@10", "hr@10", "mrr"):
+        assert ev.metrics["full"][metric] == pytest.approx(record["metrics"]["full"][metric], abs=1e-6)
+    assert ev.model == "sasrec_ensemble" and ev.member_seeds == [1]
+
+
+def test_two_seeds_make_one_ensemble_with_its_provenance(sasrec_bundles):
+    from bert4rec.pipeline import evaluate_ensemble
+
+    ev = evaluate_ensemble([sasrec_bundles["s1"][0], sasrec_bundles["s2"][0]], combine="prob")
+    assert ev.member_seeds == [1, 2] and ev.combine == "prob"
+    assert 0.0 <= ev.metrics["full"]["ndcg@10"] <= 1.0
+    assert (
+        ev.run["seed"] == 1
+        and ev.run["data_fingerprint"] == sasrec_bundles["s1"][1]["run"]["data_fingerprint"]
+    )
+    assert ev.config["train"]["seed"] == 1
+
+
+def test_members_must_be_one_config_with_distinct_seeds(sasrec_bundles):
+    from bert4rec.pipeline import evaluate_ensemble
+
+    with pytest.raises(ConfigError, match="train.lr"):
+        evaluate_ensemble([sasrec_bundles["s1"][0], sasrec_bundles["lr"][0]])
+    with pytest.raises(ConfigError, match="repeat a train.seed"):
+        evaluate_ensemble([sasrec_bundles["s1"][0], sasrec_bundles["s1"][0]])
+    with pytest.raises(ConfigError, match="at least one"):
+        evaluate_ensemble([])
+
+
+def test_other_data_than_the_members_were_trained_on_is_refused(sasrec_bundles, monkeypatch):
+    import bert4rec.pipeline as pipeline
+
+    real_prepare = pipeline.prepare
+    other = tiny_config()
+    other = other.model_copy(update={"data": other.data.model_copy(update={"n_users": 140})})
+    monkeypatch.setattr(pipeline, "prepare", lambda cfg: real_prepare(other))
+    with pytest.raises(DataError, match="not the data the ensemble members were trained on"):
+        pipeline.evaluate_ensemble([sasrec_bundles["s1"][0]])
