@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
 # the docs site: --strict turns a broken link or anchor into a failure; built into a temporary
 # folder, never committed (no -q: it would hide the warnings that --strict counts)
