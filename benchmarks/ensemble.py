@@ -3,7 +3,7 @@
 `seeds.py --name <name>` leaves one bundle per seed (`<out>/<name>-seed<S>/<model>/model`) and one
 record (`benchmarks/results/<study>/<name>-seed<S>_<model>.json`). This script groups the seeds in
 order, `--members` at a time (42-45, 46-49, ... for `--members 4`), evaluates each group on the test
-split as one model (`bert4rec.pipeline.evaluate_ensemble`: the members' softmax-normalised scores
+split as one model (`bert4rec.pipeline.evaluate_bundles`: the members' softmax-normalised scores
 averaged), and writes per ensemble `<name>-ens<M>-seed<first>_<model>_ensemble.json` (train_seconds =
 the members' summed training seconds; the members' seeds, NDCG@10 and seconds under "ensemble"),
 then `<name>-ens<M>.md` and `<name>-ens<M>_mean.json` (mean ± std over the ensembles, as seeds.py).
@@ -30,7 +30,7 @@ from seeds import summarise
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.results import make_record, write_records
 from bert4rec.evaluation.scoring import ENSEMBLE_COMBINES
-from bert4rec.pipeline import evaluate_ensemble
+from bert4rec.pipeline import evaluate_bundles
 
 
 def ensemble_record(name: str, folder: Path, runs: Path, model: str, seeds: list[int], combine: str) -> dict:
@@ -42,7 +42,7 @@ def ensemble_record(name: str, folder: Path, runs: Path, model: str, seeds: list
             raise SystemExit(f"{path}: no record of seed {seed}; train it with seeds.py first")
         members.append(json.loads(path.read_text()))
     bundles = [runs / f"{name}-seed{seed}" / model / "model" for seed in seeds]
-    ev = evaluate_ensemble(bundles, combine=combine)
+    ev = evaluate_bundles(bundles, combine=combine)
     member_ndcg = [float(m["metrics"]["full"]["ndcg@10"]) for m in members]
     member_seconds = [float(m["train_seconds"]) for m in members]
     return make_record(

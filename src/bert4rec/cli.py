@@ -462,44 +462,33 @@ def _show_examples(artifact: Path, n: int) -> None:
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by train.")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder written by train; give it several times (one config, several seeds) "
+            "to evaluate them as one ensemble.",
+        ),
+    ],
     data_dir: DataDirOpt = None,
     path: PathOpt = None,
     which: Annotated[str, typer.Option(help="val | test")] = "test",
+    combine: Annotated[
+        str, typer.Option(help="An ensemble's combination: log_prob (mean log-probability) | prob")
+    ] = "log_prob",
     verbose: bool = False,
 ) -> None:
-    """Re-evaluate a saved model on its dataset (checks the data fingerprint matches)."""
+    """Re-evaluate a saved model, or a seed ensemble of several, on its dataset (checks the data
+    fingerprint matches)."""
     _setup_logging(verbose)
-    from bert4rec.artifacts import load_bundle
-    from bert4rec.evaluation.evaluator import Evaluator
-    from bert4rec.evaluation.genres import item_genres
-    from bert4rec.evaluation.scoring import TransformerScorer
-    from bert4rec.pipeline import prepare as prepare_data
+    from bert4rec.pipeline import evaluate_bundles
 
-    if which not in ("val", "test"):
-        _fail(Bert4RecError(f"--which must be 'val' or 'test', got {which!r}"))
     try:
-        bundle = load_bundle(model)
-        data_update: dict[str, Any] = {}
-        if data_dir:
-            data_update["data_dir"] = data_dir
-        if path:
-            data_update.update(dataset="file", path=path)
-        cfg = bundle.config.model_copy(update={"data": bundle.config.data.model_copy(update=data_update)})
-        prepared = prepare_data(cfg)
-        expected = bundle.run.get("data_fingerprint")
-        if expected and expected != prepared.split.fingerprint:
-            raise Bert4RecError(
-                f"the data differs from what the model was trained on "
-                f"(fingerprint {prepared.split.fingerprint} "
-                f"!= {expected}); evaluate on the same data or retrain"
-            )
-        genres = item_genres(prepared.interactions.items, prepared.split.vocab, cfg.eval.genre_column)
-        evaluator = Evaluator(prepared.split, cfg.eval, genres)
-        metrics = evaluator.evaluate(TransformerScorer(bundle.model), which=which)  # type: ignore[arg-type]
+        ev = evaluate_bundles(model, which=which, combine=combine, data_dir=data_dir, path=path)
     except Bert4RecError as err:
         _fail(err)
-    console.print(_metrics_table([{"model": cfg.model_type, "metrics": metrics, "train_seconds": 0.0}]))
+    console.print(_metrics_table([{"model": ev.model, "metrics": ev.metrics, "train_seconds": 0.0}]))
 
 
 QUERY_TYPES = ("user_to_item", "item_to_item", "contextual", "sequential")

@@ -6,13 +6,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bert4rec.artifacts import save_bundle
 from bert4rec.config import BASELINE_TYPES, MODEL_TYPES, TRANSFORMER_TYPES, ExperimentConfig
 from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
-from bert4rec.data.sequences import SequenceSplit, build_split
+from bert4rec.data.sequences import SequenceSplit, Split, build_split
 from bert4rec.evaluation.diagnostics import (
     BASELINE_NAMES,
     diagnostics,
@@ -317,73 +317,99 @@ def baseline_val_ndcg(prepared: Prepared, cfg: ExperimentConfig) -> dict[str, fl
 
 
 @dataclass
-class EnsembleEvaluation:
-    """Test metrics of a seed ensemble (`evaluate_ensemble`) and what it was made of."""
+class SavedEvaluation:
+    """Metrics of saved models re-evaluated by `evaluate_bundles`: one model, or a seed ensemble."""
 
-    model: str  # "<model_type>_ensemble"
+    model: str  # the model type; "<model_type>_ensemble" for several members
     dataset: str
+    which: str  # "val" or "test"
     metrics: dict[str, Any]
     config: dict[str, Any]  # the first member's config (members differ only in train.seed)
     member_seeds: list[int]
-    combine: str
+    combine: str | None  # how an ensemble combined its members; None for one model
     run: dict[str, Any]  # run_metadata: the first member's seed, data fingerprint and stats, versions
     eval_seconds: float
 
 
-def evaluate_ensemble(
-    bundle_paths: Sequence[Path], *, combine: str = "log_prob", data_dir: Path | None = None
-) -> EnsembleEvaluation:
-    """Evaluate on the test split the ensemble of saved models (`EnsembleScorer`: their normalised
-    scores averaged). The members must be one configuration trained with different seeds on the
-    same data: any other difference, a repeated seed or another data fingerprint raises ConfigError
-    or DataError naming it. The data are read again from the members' config (`data_dir` replaces
-    `data.data_dir`, e.g. when the bundles were trained elsewhere) and must give the same split."""
+def evaluate_bundles(
+    bundle_paths: Sequence[Path],
+    *,
+    which: str = "test",
+    combine: str = "log_prob",
+    data_dir: Path | None = None,
+    path: Path | None = None,
+) -> SavedEvaluation:
+    """Re-evaluate saved models on their data: one bundle as it is, several as one seed ensemble
+    (`EnsembleScorer`: the members' softmax-normalised scores averaged, `combine` says how).
+
+    The data are read again from the (first) bundle's config; `data_dir` replaces `data.data_dir`
+    and `path` reads a file instead (e.g. when the bundles were trained elsewhere); they must give
+    the split the models were trained on (same data fingerprint), else DataError. An ensemble's
+    members must be one configuration trained with different seeds on the same data: any other
+    difference or a repeated seed raises ConfigError naming it."""
     from bert4rec.artifacts import load_bundle
     from bert4rec.errors import ConfigError, DataError
     from bert4rec.evaluation.results import seed_differences
-    from bert4rec.evaluation.scoring import EnsembleScorer
+    from bert4rec.evaluation.scoring import ENSEMBLE_COMBINES, EnsembleScorer
 
+    if combine not in ENSEMBLE_COMBINES:
+        raise ConfigError(f"combine must be one of {', '.join(ENSEMBLE_COMBINES)}, got {combine!r}")
+    if which not in ("val", "test"):
+        raise ConfigError(f"which must be 'val' or 'test', got {which!r}")
     if not bundle_paths:
-        raise ConfigError("an ensemble needs at least one model bundle")
+        raise ConfigError("give at least one model bundle to evaluate")
     bundles = [load_bundle(Path(p)) for p in bundle_paths]
     first = bundles[0]
     first_config = first.config.model_dump(mode="json")
     seeds = [b.config.train.seed for b in bundles]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"ensemble members repeat a train.seed ({seeds}): each member needs its own")
-    for path, bundle in zip(bundle_paths[1:], bundles[1:], strict=True):
+    for member, bundle in zip(bundle_paths[1:], bundles[1:], strict=True):
         differ = seed_differences(first_config, bundle.config.model_dump(mode="json"))
         if differ:
             raise ConfigError(
-                f"{path}: differs from {bundle_paths[0]} in more than train.seed ({', '.join(differ[:5])}); "
-                "an ensemble's members are one configuration trained with several seeds"
+                f"{member}: differs from {bundle_paths[0]} in more than train.seed "
+                f"({', '.join(differ[:5])}); an ensemble's members are one configuration trained "
+                "with several seeds"
             )
         if bundle.run.get("data_fingerprint") != first.run.get("data_fingerprint"):
             raise DataError(
-                f"{path}: trained on other data than {bundle_paths[0]} (data fingerprints differ)"
+                f"{member}: trained on other data than {bundle_paths[0]} (data fingerprints differ)"
             )
-    cfg = first.config
+    data_update: dict[str, Any] = {}
     if data_dir is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": Path(data_dir)})})
+        data_update["data_dir"] = Path(data_dir)
+    if path is not None:
+        data_update.update(dataset="file", path=Path(path))
+    cfg = first.config.model_copy(update={"data": first.config.data.model_copy(update=data_update)})
     prepared = prepare(cfg)
     expected = first.run.get("data_fingerprint")
     if expected and prepared.split.fingerprint != expected:
         raise DataError(
-            f"{cfg.data.data_dir or cfg.data.path}: not the data the ensemble members were trained on "
-            f"(fingerprint {prepared.split.fingerprint[:12]}, members {str(expected)[:12]})"
+            f"{cfg.data.path or cfg.data.data_dir or cfg.data.dataset}: not the data the model was "
+            f"trained on (fingerprint {prepared.split.fingerprint}, model {expected}); evaluate on the "
+            "same data or retrain"
         )
     genres = item_genres(prepared.interactions.items, prepared.split.vocab, cfg.eval.genre_column)
-    name = f"{cfg.model_type}_ensemble"
-    scorer = EnsembleScorer([TransformerScorer(b.model) for b in bundles], name=name, combine=combine)
+    scorer: Scorer
+    name: str
+    mode: str | None
+    if len(bundles) == 1:
+        name, mode = cfg.model_type, None
+        scorer = TransformerScorer(first.model, name=name)
+    else:
+        name, mode = f"{cfg.model_type}_ensemble", combine
+        scorer = EnsembleScorer([TransformerScorer(b.model) for b in bundles], name=name, combine=combine)
     start = time.perf_counter()
-    metrics = Evaluator(prepared.split, cfg.eval, genres).evaluate(scorer, which="test")
-    return EnsembleEvaluation(
+    metrics = Evaluator(prepared.split, cfg.eval, genres).evaluate(scorer, which=cast("Split", which))
+    return SavedEvaluation(
         model=name,
         dataset=dataset_name(cfg),
+        which=which,
         metrics=metrics,
         config=first_config,
         member_seeds=seeds,
-        combine=combine,
+        combine=mode,
         run=run_metadata(first_config, seeds[0], prepared.split.fingerprint, prepared.split.stats),
         eval_seconds=round(time.perf_counter() - start, 3),
     )

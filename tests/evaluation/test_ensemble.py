@@ -1,4 +1,4 @@
-"""Seed ensembles: EnsembleScorer's arithmetic and evaluate_ensemble's checks on saved bundles."""
+"""Seed ensembles: EnsembleScorer's arithmetic and evaluate_bundles's checks on saved bundles."""
 
 from __future__ import annotations
 
@@ -77,22 +77,37 @@ def sasrec_bundles(tmp_path_factory, tiny_prepared):
     return out
 
 
-def test_a_one_member_ensemble_scores_exactly_as_its_member(sasrec_bundles):
+def test_a_one_member_ensemble_scores_exactly_as_its_member(sasrec_bundles, tiny_prepared):
     """Normalising keeps each user's ranking, so the member's own test metrics come back."""
-    from bert4rec.pipeline import evaluate_ensemble
+    from bert4rec.artifacts import load_bundle
+    from bert4rec.evaluation.evaluator import Evaluator
+    from bert4rec.evaluation.scoring import TransformerScorer
 
     path, record = sasrec_bundles["s1"]
-    ev = evaluate_ensemble([path])
+    bundle = load_bundle(path)
+    metrics = Evaluator(tiny_prepared.split, bundle.config.eval).evaluate(
+        EnsembleScorer([TransformerScorer(bundle.model)]), which="test"
+    )
     for metric in ("ndcg@10", "hr@10", "mrr"):
-        assert ev.metrics["full"][metric] == pytest.approx(record["metrics"]["full"][metric], abs=1e-6)
-    assert ev.model == "sasrec_ensemble" and ev.member_seeds == [1]
+        assert metrics["full"][metric] == pytest.approx(record["metrics"]["full"][metric], abs=1e-6)
+
+
+def test_one_bundle_is_re_evaluated_as_it_is(sasrec_bundles):
+    from bert4rec.pipeline import evaluate_bundles
+
+    path, record = sasrec_bundles["s1"]
+    ev = evaluate_bundles([path])
+    assert ev.model == "sasrec" and ev.member_seeds == [1] and ev.combine is None
+    assert ev.metrics["full"]["ndcg@10"] == pytest.approx(record["metrics"]["full"]["ndcg@10"], abs=1e-6)
+    val = evaluate_bundles([path], which="val")
+    assert val.which == "val" and val.metrics["full"] != ev.metrics["full"]
 
 
 def test_two_seeds_make_one_ensemble_with_its_provenance(sasrec_bundles):
-    from bert4rec.pipeline import evaluate_ensemble
+    from bert4rec.pipeline import evaluate_bundles
 
-    ev = evaluate_ensemble([sasrec_bundles["s1"][0], sasrec_bundles["s2"][0]], combine="prob")
-    assert ev.member_seeds == [1, 2] and ev.combine == "prob"
+    ev = evaluate_bundles([sasrec_bundles["s1"][0], sasrec_bundles["s2"][0]], combine="prob")
+    assert ev.model == "sasrec_ensemble" and ev.member_seeds == [1, 2] and ev.combine == "prob"
     assert 0.0 <= ev.metrics["full"]["ndcg@10"] <= 1.0
     assert (
         ev.run["seed"] == 1
@@ -102,14 +117,18 @@ def test_two_seeds_make_one_ensemble_with_its_provenance(sasrec_bundles):
 
 
 def test_members_must_be_one_config_with_distinct_seeds(sasrec_bundles):
-    from bert4rec.pipeline import evaluate_ensemble
+    from bert4rec.pipeline import evaluate_bundles
 
     with pytest.raises(ConfigError, match="train.lr"):
-        evaluate_ensemble([sasrec_bundles["s1"][0], sasrec_bundles["lr"][0]])
+        evaluate_bundles([sasrec_bundles["s1"][0], sasrec_bundles["lr"][0]])
     with pytest.raises(ConfigError, match="repeat a train.seed"):
-        evaluate_ensemble([sasrec_bundles["s1"][0], sasrec_bundles["s1"][0]])
+        evaluate_bundles([sasrec_bundles["s1"][0], sasrec_bundles["s1"][0]])
     with pytest.raises(ConfigError, match="at least one"):
-        evaluate_ensemble([])
+        evaluate_bundles([])
+    with pytest.raises(ConfigError, match="combine must be one of log_prob, prob"):
+        evaluate_bundles([sasrec_bundles["s1"][0]], combine="max")
+    with pytest.raises(ConfigError, match="which must be 'val' or 'test'"):
+        evaluate_bundles([sasrec_bundles["s1"][0]], which="train")
 
 
 def test_other_data_than_the_members_were_trained_on_is_refused(sasrec_bundles, monkeypatch):
@@ -119,5 +138,20 @@ def test_other_data_than_the_members_were_trained_on_is_refused(sasrec_bundles, 
     other = tiny_config()
     other = other.model_copy(update={"data": other.data.model_copy(update={"n_users": 140})})
     monkeypatch.setattr(pipeline, "prepare", lambda cfg: real_prepare(other))
-    with pytest.raises(DataError, match="not the data the ensemble members were trained on"):
-        pipeline.evaluate_ensemble([sasrec_bundles["s1"][0]])
+    with pytest.raises(DataError, match="not the data the model was trained on"):
+        pipeline.evaluate_bundles([sasrec_bundles["s1"][0]])
+
+
+def test_the_cli_evaluates_several_models_as_one_ensemble(sasrec_bundles):
+    from typer.testing import CliRunner
+
+    from bert4rec.cli import app
+
+    runner = CliRunner()
+    a, b = str(sasrec_bundles["s1"][0]), str(sasrec_bundles["s2"][0])
+    result = runner.invoke(app, ["evaluate", "--model", a, "--model", b, "--combine", "prob"])
+    assert result.exit_code == 0, result.output
+    assert "sasrec_ensemble" in result.output and "ndcg@10" in result.output
+    bad = runner.invoke(app, ["evaluate", "--model", a, "--model", str(sasrec_bundles["lr"][0])])
+    assert bad.exit_code != 0 and "in more than train.seed (train.lr)" in bad.output
+    assert "Traceback" not in bad.output
