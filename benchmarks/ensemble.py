@@ -4,15 +4,16 @@
 record (`benchmarks/results/<study>/<name>-seed<S>_<model>.json`). This script groups the seeds in
 order, `--members` at a time (42-45, 46-49, ... for `--members 4`), evaluates each group on the test
 split as one model (`bert4rec.pipeline.evaluate_bundles`: the members' softmax-normalised scores
-averaged), and writes per ensemble `<name>-ens<M>-seed<first>_<model>_ensemble.json` (train_seconds =
-the members' summed training seconds; the members' seeds, NDCG@10 and seconds under "ensemble"),
-then `<name>-ens<M>.md` and `<name>-ens<M>_mean.json` (mean ± std over the ensembles, as seeds.py).
+averaged as `--combine` says), and writes per ensemble
+`<name>-ens<M>-<combine>-seed<first>_<model>_ensemble.json` (train_seconds = the members' summed
+training seconds; the members' seeds, NDCG@10 and seconds under "ensemble"), then
+`<name>-ens<M>-<combine>.md` and `_mean.json` (mean ± std over the ensembles, as seeds.py).
 
-    python benchmarks/seeds.py --name ml-1m-15min-sasrec-mf-ls01 --study ml-1m-records --jobs 2 \
+    python benchmarks/seeds.py --name ml-1m-30min-sasrec-mf-ls01-members --study ml-1m-records --jobs 2 \
         --seeds 42,43,44,45,46,47,48,49,50,51,52,53 -- --preset ml-1m --data-dir ../shared/data/ml-1m \
-        --models sasrec --minutes 15 --set train.num_threads=1 --set train.patience=20 \
+        --models sasrec --minutes 30 --set train.num_threads=1 --set train.patience=20 \
         --set train.item_embedding_init=mf --set train.label_smoothing=0.1
-    python benchmarks/ensemble.py --name ml-1m-15min-sasrec-mf-ls01 --study ml-1m-records \
+    python benchmarks/ensemble.py --name ml-1m-30min-sasrec-mf-ls01-members --study ml-1m-records \
         --model sasrec --members 4 --seeds 42,43,44,45,46,47,48,49,50,51,52,53
 """
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="sasrec")
     p.add_argument("--seeds", required=True, help="member seeds, grouped in order --members at a time")
     p.add_argument("--members", type=int, default=4, help="models per ensemble")
-    p.add_argument("--combine", choices=ENSEMBLE_COMBINES, default="log_prob")
+    p.add_argument("--combine", choices=ENSEMBLE_COMBINES, default=ENSEMBLE_COMBINES[0])
     p.add_argument("--runs", type=Path, default=Path("runs/benchmarks"), help="compare_models --out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.members < 1 or not seeds or len(seeds) % args.members:
         p.error(f"--seeds: {len(seeds)} seeds do not split into ensembles of {args.members}")
     folder = study_dir(f"{args.name}-seed{seeds[0]}", args.study, RESULTS)
-    label = f"{args.name}-ens{args.members}" + ("" if args.combine == "log_prob" else f"-{args.combine}")
+    label = f"{args.name}-ens{args.members}-{args.combine}"
     for start in range(0, len(seeds), args.members):
         group = seeds[start : start + args.members]
         try:

@@ -130,11 +130,11 @@ def test_ensemble_script_groups_the_seeds_and_records_the_members(
     monkeypatch.setattr(ensemble, "RESULTS", tmp_path / "results")
     argv = ["--name", "tiny", "--study", "study", "--runs", str(runs), "--seeds", "1,2", "--members", "2"]
     assert ensemble.main(argv) == 0
-    record = json.loads((folder / "tiny-ens2-seed1_sasrec_ensemble.json").read_text())
+    record = json.loads((folder / "tiny-ens2-prob-seed1_sasrec_ensemble.json").read_text())
     assert record["model"] == "sasrec_ensemble" and record["ensemble"]["member_seeds"] == [1, 2]
     assert record["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in members), abs=0.01)
     assert record["ensemble"]["member_ndcg@10"] == [m["metrics"]["full"]["ndcg@10"] for m in members]
-    assert "| sasrec_ensemble |" in (folder / "tiny-ens2.md").read_text()
+    assert "| sasrec_ensemble |" in (folder / "tiny-ens2-prob.md").read_text()
     with pytest.raises(SystemExit):
         ensemble.main([*argv[:-1], "3"])
     assert "2 seeds do not split into ensembles of 3" in capsys.readouterr().err

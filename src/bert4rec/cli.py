@@ -475,8 +475,8 @@ def evaluate(
     path: PathOpt = None,
     which: Annotated[str, typer.Option(help="val | test")] = "test",
     combine: Annotated[
-        str, typer.Option(help="An ensemble's combination: log_prob (mean log-probability) | prob")
-    ] = "log_prob",
+        str, typer.Option(help="An ensemble's combination: prob (mean probability) | log_prob")
+    ] = "prob",
     verbose: bool = False,
 ) -> None:
     """Re-evaluate a saved model, or a seed ensemble of several, on its dataset (checks the data

@@ -335,7 +335,7 @@ def evaluate_bundles(
     bundle_paths: Sequence[Path],
     *,
     which: str = "test",
-    combine: str = "log_prob",
+    combine: str = "prob",
     data_dir: Path | None = None,
     path: Path | None = None,
 ) -> SavedEvaluation:

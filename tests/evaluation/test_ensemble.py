@@ -29,15 +29,15 @@ B = [[-5.0, 2.0, 0.0, 1.0], [7.0, 0.0, 4.0, 0.0]]
 
 
 def test_log_prob_ensemble_is_the_mean_of_member_log_softmax_over_the_real_items():
-    out = EnsembleScorer([Fixed(A), Fixed(B)]).score(USERS, HIST)
+    out = EnsembleScorer([Fixed(A), Fixed(B)], combine="log_prob").score(USERS, HIST)
     a, b = torch.tensor(A)[:, 1:], torch.tensor(B)[:, 1:]
     expected = (torch.log_softmax(a, 1) + torch.log_softmax(b, 1)) / 2
     torch.testing.assert_close(out[:, 1:], expected)
     assert bool(torch.isneginf(out[:, 0]).all())  # PAD never ranks, whatever the members gave it
 
 
-def test_prob_ensemble_is_the_log_of_the_mean_probability():
-    out = EnsembleScorer([Fixed(A), Fixed(B)], combine="prob").score(USERS, HIST)
+def test_the_default_prob_ensemble_is_the_log_of_the_mean_probability():
+    out = EnsembleScorer([Fixed(A), Fixed(B)]).score(USERS, HIST)
     a, b = torch.tensor(A)[:, 1:], torch.tensor(B)[:, 1:]
     expected = ((torch.softmax(a, 1) + torch.softmax(b, 1)) / 2).log()
     torch.testing.assert_close(out[:, 1:], expected)
@@ -106,8 +106,8 @@ def test_one_bundle_is_re_evaluated_as_it_is(sasrec_bundles):
 def test_two_seeds_make_one_ensemble_with_its_provenance(sasrec_bundles):
     from bert4rec.pipeline import evaluate_bundles
 
-    ev = evaluate_bundles([sasrec_bundles["s1"][0], sasrec_bundles["s2"][0]], combine="prob")
-    assert ev.model == "sasrec_ensemble" and ev.member_seeds == [1, 2] and ev.combine == "prob"
+    ev = evaluate_bundles([sasrec_bundles["s1"][0], sasrec_bundles["s2"][0]], combine="log_prob")
+    assert ev.model == "sasrec_ensemble" and ev.member_seeds == [1, 2] and ev.combine == "log_prob"
     assert 0.0 <= ev.metrics["full"]["ndcg@10"] <= 1.0
     assert (
         ev.run["seed"] == 1
@@ -125,7 +125,7 @@ def test_members_must_be_one_config_with_distinct_seeds(sasrec_bundles):
         evaluate_bundles([sasrec_bundles["s1"][0], sasrec_bundles["s1"][0]])
     with pytest.raises(ConfigError, match="at least one"):
         evaluate_bundles([])
-    with pytest.raises(ConfigError, match="combine must be one of log_prob, prob"):
+    with pytest.raises(ConfigError, match="combine must be one of prob, log_prob"):
         evaluate_bundles([sasrec_bundles["s1"][0]], combine="max")
     with pytest.raises(ConfigError, match="which must be 'val' or 'test'"):
         evaluate_bundles([sasrec_bundles["s1"][0]], which="train")
@@ -149,7 +149,7 @@ def test_the_cli_evaluates_several_models_as_one_ensemble(sasrec_bundles):
 
     runner = CliRunner()
     a, b = str(sasrec_bundles["s1"][0]), str(sasrec_bundles["s2"][0])
-    result = runner.invoke(app, ["evaluate", "--model", a, "--model", b, "--combine", "prob"])
+    result = runner.invoke(app, ["evaluate", "--model", a, "--model", b, "--combine", "log_prob"])
     assert result.exit_code == 0, result.output
     assert "sasrec_ensemble" in result.output and "ndcg@10" in result.output
     bad = runner.invoke(app, ["evaluate", "--model", a, "--model", str(sasrec_bundles["lr"][0])])
