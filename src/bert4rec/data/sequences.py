@@ -88,9 +88,9 @@ def build_split(data: Interactions, val_users: int | None = None) -> SequenceSpl
     test_target = np.zeros(n_users, dtype=np.int64)
     has_targets = np.diff(bounds) >= 3
     eligible = np.flatnonzero(has_targets)
-    validated = has_targets.copy()
+    validated = has_targets
     if val_users is not None and val_users < len(eligible):
-        validated[:] = False
+        validated = np.zeros(n_users, dtype=bool)
         validated[np.random.default_rng(0).choice(eligible, size=val_users, replace=False)] = True
     for u in range(n_users):
         seq = item_idx[bounds[u] : bounds[u + 1]]
