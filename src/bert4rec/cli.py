@@ -119,8 +119,15 @@ def _stats_table(stats: dict[str, Any], seconds: float) -> Table:
     return table
 
 
-def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -> Table:
-    table = Table(title="Test metrics (leave-one-out; sampled = 100 negatives, labelled)")
+def _metrics_table(
+    records: list[dict[str, Any]],
+    ks: tuple[int, ...] = (10,),
+    *,
+    split: str = "Test",
+    seconds: tuple[str, str] = ("train s", "train_seconds"),
+) -> Table:
+    """One row per record; `seconds` is the (column label, record key) of the time column."""
+    table = Table(title=f"{split} metrics (leave-one-out; sampled = 100 negatives, labelled)")
     cols = [("full", f"hr@{k}") for k in ks] + [("full", f"ndcg@{k}") for k in ks] + [("full", "mrr")]
     cols += [
         ("sampled_popularity", "hr@10"),
@@ -141,7 +148,7 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
             col.replace("genre_precision", "genre P").replace("genre_ndcg", "genre NDCG"), justify="right"
         )
     table.add_column("coverage@10", justify="right")
-    table.add_column("train s", justify="right")
+    table.add_column(seconds[0], justify="right")
     for r in records:
         m = r["metrics"]
         table.add_row(
@@ -149,7 +156,7 @@ def _metrics_table(records: list[dict[str, Any]], ks: tuple[int, ...] = (10,)) -
             *[f"{m[mode][metric]:.4f}" for mode, metric in cols],
             *[f"{m['full'][c]:.4f}" if c in m["full"] else "-" for c in genre_cols],
             f"{m.get('coverage@10', float('nan')):.3f}",
-            f"{r['train_seconds']:.1f}",
+            f"{r[seconds[1]]:.1f}",
         )
     return table
 
@@ -488,7 +495,9 @@ def evaluate(
         ev = evaluate_bundles(model, which=which, combine=combine, data_dir=data_dir, path=path)
     except Bert4RecError as err:
         _fail(err)
-    console.print(_metrics_table([{"model": ev.model, "metrics": ev.metrics, "train_seconds": 0.0}]))
+    record = {"model": ev.model, "metrics": ev.metrics, "eval_seconds": ev.eval_seconds}
+    split = "Test" if which == "test" else "Validation"
+    console.print(_metrics_table([record], split=split, seconds=("eval s", "eval_seconds")))
 
 
 QUERY_TYPES = ("user_to_item", "item_to_item", "contextual", "sequential")
