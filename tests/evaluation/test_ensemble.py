@@ -36,6 +36,18 @@ def test_log_prob_ensemble_is_the_mean_of_member_log_softmax_over_the_real_items
     assert bool(torch.isneginf(out[:, 0]).all())  # PAD never ranks, whatever the members gave it
 
 
+def test_log_prob_ranks_every_user_s_items_as_the_members_summed_raw_scores():
+    """log_softmax only subtracts a constant per user and member, so a log_prob ensemble of
+    dot-product models ranks as one dot product over the members' concatenated vectors (the way
+    to serve it from one vector index)."""
+    rng = np.random.default_rng(0)
+    members = [rng.normal(size=(5, 9)).tolist() for _ in range(3)]
+    out = EnsembleScorer([Fixed(m) for m in members], combine="log_prob").score(np.arange(5), [])
+    summed = torch.tensor(members).sum(0)[:, 1:]
+    assert torch.equal(out[:, 1:].argsort(1, descending=True), summed.argsort(1, descending=True))
+    torch.testing.assert_close(out[:, 1:] - out[:, 1:2], (summed - summed[:, :1]) / 3)
+
+
 def test_the_default_prob_ensemble_is_the_log_of_the_mean_probability():
     out = EnsembleScorer([Fixed(A), Fixed(B)]).score(USERS, HIST)
     a, b = torch.tensor(A)[:, 1:], torch.tensor(B)[:, 1:]
