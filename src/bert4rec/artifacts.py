@@ -13,7 +13,7 @@ Files of one version:
     data.safetensors    users' known sequences (CSR: items, offsets) and training popularity
     items.parquet       item metadata (title, genres, ...), if the data had any
     metrics.json        evaluation results of the run
-    run.json            seed, versions, data fingerprint and statistics
+    run.json            seed, versions, data fingerprint and statistics, training seconds
 """
 
 from __future__ import annotations

@@ -124,9 +124,10 @@ def _metrics_table(
     ks: tuple[int, ...] = (10,),
     *,
     split: str = "Test",
-    seconds: tuple[str, str] = ("train s", "train_seconds"),
+    seconds: tuple[tuple[str, str], ...] = (("train s", "train_seconds"),),
 ) -> Table:
-    """One row per record; `seconds` is the (column label, record key) of the time column."""
+    """One row per record; `seconds` holds the (column label, record key) of each time column (a
+    None value prints as "-")."""
     table = Table(title=f"{split} metrics (leave-one-out; sampled = 100 negatives, labelled)")
     cols = [("full", f"hr@{k}") for k in ks] + [("full", f"ndcg@{k}") for k in ks] + [("full", "mrr")]
     cols += [
@@ -148,7 +149,8 @@ def _metrics_table(
             col.replace("genre_precision", "genre P").replace("genre_ndcg", "genre NDCG"), justify="right"
         )
     table.add_column("coverage@10", justify="right")
-    table.add_column(seconds[0], justify="right")
+    for label, _ in seconds:
+        table.add_column(label, justify="right")
     for r in records:
         m = r["metrics"]
         table.add_row(
@@ -156,7 +158,7 @@ def _metrics_table(
             *[f"{m[mode][metric]:.4f}" for mode, metric in cols],
             *[f"{m['full'][c]:.4f}" if c in m["full"] else "-" for c in genre_cols],
             f"{m.get('coverage@10', float('nan')):.3f}",
-            f"{r[seconds[1]]:.1f}",
+            *["-" if r.get(key) is None else f"{r[key]:.1f}" for _, key in seconds],
         )
     return table
 
@@ -495,9 +497,15 @@ def evaluate(
         ev = evaluate_bundles(model, which=which, combine=combine, data_dir=data_dir, path=path)
     except Bert4RecError as err:
         _fail(err)
-    record = {"model": ev.model, "metrics": ev.metrics, "eval_seconds": ev.eval_seconds}
+    record = {
+        "model": ev.model,
+        "metrics": ev.metrics,
+        "train_seconds": ev.train_seconds,
+        "eval_seconds": ev.eval_seconds,
+    }
     split = "Test" if which == "test" else "Validation"
-    console.print(_metrics_table([record], split=split, seconds=("eval s", "eval_seconds")))
+    columns = (("train s", "train_seconds"), ("eval s", "eval_seconds"))
+    console.print(_metrics_table([record], split=split, seconds=columns))
 
 
 QUERY_TYPES = ("user_to_item", "item_to_item", "contextual", "sequential")

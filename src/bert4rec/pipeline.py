@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +213,7 @@ def train_and_evaluate(
             items=prepared.interactions.items,
             display_col=prepared.interactions.display_col,
             metrics=metrics,
-            run=meta,
+            run={**meta, "train_seconds": round(fitted.train_seconds, 2)},
         )
     return run
 
@@ -329,6 +330,9 @@ class SavedEvaluation:
     combine: str | None  # how an ensemble combined its members; None for one model
     run: dict[str, Any]  # run_metadata: the first member's seed, data fingerprint and stats, versions
     eval_seconds: float
+    # the members' summed training seconds, from their bundles; None when a bundle predates the
+    # field or holds no valid number
+    train_seconds: float | None = None
 
 
 def evaluate_bundles(
@@ -412,7 +416,21 @@ def evaluate_bundles(
         combine=mode,
         run=run_metadata(first_config, seeds[0], prepared.split.fingerprint, prepared.split.stats),
         eval_seconds=round(time.perf_counter() - start, 3),
+        train_seconds=_summed_train_seconds(bundles),
     )
+
+
+def _summed_train_seconds(bundles: Sequence[Any]) -> float | None:
+    """The bundles' `run.json` train_seconds summed; None if any is missing or not a finite number
+    >= 0 (a bundle is untrusted input: a bad value is ignored, not trusted or fatal)."""
+    total = 0.0
+    for bundle in bundles:
+        value = bundle.run.get("train_seconds")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            return None
+        total += float(value)
+    return round(total, 2)
 
 
 def compare(

@@ -126,6 +126,22 @@ def test_two_seeds_make_one_ensemble_with_its_provenance(sasrec_bundles):
         and ev.run["data_fingerprint"] == sasrec_bundles["s1"][1]["run"]["data_fingerprint"]
     )
     assert ev.config["train"]["seed"] == 1
+    # each bundle keeps its training seconds: the ensemble's are the members' sum
+    seconds = [sasrec_bundles[k][1]["train_seconds"] for k in ("s1", "s2")]
+    assert ev.train_seconds == pytest.approx(sum(seconds), abs=0.02) and ev.train_seconds > 0
+    assert evaluate_bundles([sasrec_bundles["s1"][0]]).train_seconds == pytest.approx(seconds[0], abs=0.01)
+
+
+@pytest.mark.parametrize("bad", [None, "12", -1.0, float("nan"), float("inf"), True])
+def test_training_seconds_from_an_old_or_odd_bundle_are_unknown_not_fatal(bad):
+    from types import SimpleNamespace
+
+    from bert4rec.pipeline import _summed_train_seconds
+
+    good = SimpleNamespace(run={"train_seconds": 10.5})
+    odd = SimpleNamespace(run={} if bad is None else {"train_seconds": bad})
+    assert _summed_train_seconds([good, good]) == 21.0
+    assert _summed_train_seconds([good, odd]) is None
 
 
 def test_members_must_be_one_config_with_distinct_seeds(sasrec_bundles):
