@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from bert4rec.artifacts import save_bundle
+from bert4rec.artifacts import Bundle, save_bundle
 from bert4rec.config import BASELINE_TYPES, MODEL_TYPES, TRANSFORMER_TYPES, ExperimentConfig
 from bert4rec.data.datasets import load_interactions
 from bert4rec.data.interactions import Interactions
@@ -420,14 +420,15 @@ def evaluate_bundles(
     )
 
 
-def _summed_train_seconds(bundles: Sequence[Any]) -> float | None:
+def _summed_train_seconds(bundles: Sequence[Bundle]) -> float | None:
     """The bundles' `run.json` train_seconds summed; None if any is missing or not a finite number
     >= 0 (a bundle is untrusted input: a bad value is ignored, not trusted or fatal)."""
     total = 0.0
     for bundle in bundles:
         value = bundle.run.get("train_seconds")
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if not math.isfinite(value) or value < 0:
             return None
         total += float(value)
     return round(total, 2)
