@@ -139,4 +139,31 @@ def test_ensemble_script_groups_the_seeds_and_records_the_members(
         ensemble.main([*argv[:-1], "3"])
     assert "2 seeds do not split into ensembles of 3" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no record of seed 3"):
-        ensemble.ensemble_record("tiny", folder, runs, "sasrec", [1, 3], "log_prob")
+        ensemble.ensemble_record([("tiny", 1), ("tiny", 3)], folder, runs, "sasrec", "log_prob")
+    # a mixed ensemble: members of two rows, ensemble i takes the i-th group of each row's seeds
+    other = train_and_evaluate(
+        "sasrec", tiny_config(seed=3, lr=0.005), tiny_prepared, runs / "other-seed3", progress=False
+    )
+    write_records([other.record], folder, "other-seed3")
+    mixed = ["--name", "tiny", "--seeds", "1", "--name", "other", "--seeds", "3", "--members", "2"]
+    with pytest.raises(SystemExit):
+        ensemble.main([*argv[2:6], *mixed])
+    assert "needs a --label" in capsys.readouterr().err
+    assert ensemble.main([*argv[2:6], *mixed, "--label", "mix"]) == 0
+    record = json.loads((folder / "mix-ens2-prob-seed1_sasrec_ensemble.json").read_text())
+    assert record["ensemble"]["member_seeds"] == [1, 3]
+    assert record["ensemble"]["member_records"] == ["tiny-seed1_sasrec.json", "other-seed3_sasrec.json"]
+    assert record["ensemble"]["member_differences"] == [[], ["train.lr"]]
+
+
+def test_ensemble_groups_take_the_ith_group_of_each_row():
+    groups = _load_script("ensemble").groups
+    assert groups(["a"], [[1, 2, 3, 4]], 2) == [[("a", 1), ("a", 2)], [("a", 3), ("a", 4)]]
+    assert groups(["a", "b"], [[1, 2, 5, 6], [3, 7]], 3) == [
+        [("a", 1), ("a", 2), ("b", 3)],
+        [("a", 5), ("a", 6), ("b", 7)],
+    ]
+    with pytest.raises(ValueError, match="do not split into ensembles of 3"):
+        groups(["a"], [[1, 2]], 3)
+    with pytest.raises(ValueError, match="--seeds of a: 3 ensembles need a multiple of 3"):
+        groups(["a", "b"], [[1, 2], [3, 4, 5, 6]], 2)

@@ -486,6 +486,13 @@ def evaluate(
     combine: Annotated[
         str, typer.Option(help="An ensemble's combination: prob (mean probability) | log_prob")
     ] = "prob",
+    mixed: Annotated[
+        bool,
+        typer.Option(
+            help="Let an ensemble's models differ in model and training settings too (e.g. window "
+            "length), not only in train.seed; they must be one model type on the same data."
+        ),
+    ] = False,
     verbose: bool = False,
 ) -> None:
     """Re-evaluate a saved model, or a seed ensemble of several, on its dataset (checks the data
@@ -494,7 +501,7 @@ def evaluate(
     from bert4rec.pipeline import evaluate_bundles
 
     try:
-        ev = evaluate_bundles(model, which=which, combine=combine, data_dir=data_dir, path=path)
+        ev = evaluate_bundles(model, which=which, combine=combine, data_dir=data_dir, path=path, mixed=mixed)
     except Bert4RecError as err:
         _fail(err)
     record = {

@@ -325,7 +325,7 @@ class SavedEvaluation:
     dataset: str
     which: str  # "val" or "test"
     metrics: dict[str, Any]
-    config: dict[str, Any]  # the first member's config (members differ only in train.seed)
+    config: dict[str, Any]  # the first member's config (members differ only in train.seed, unless mixed)
     member_seeds: list[int]
     combine: str | None  # how an ensemble combined its members; None for one model
     run: dict[str, Any]  # run_metadata: the first member's seed, data fingerprint and stats, versions
@@ -333,6 +333,9 @@ class SavedEvaluation:
     # the members' summed training seconds, from their bundles; None when a bundle predates the
     # field or holds no valid number
     train_seconds: float | None = None
+    # a mixed ensemble's members' settings that differ from the first member's (dotted paths, the
+    # seed aside), one list per member; empty lists for a seed ensemble
+    member_differences: list[list[str]] = field(default_factory=list)
 
 
 def evaluate_bundles(
@@ -342,6 +345,7 @@ def evaluate_bundles(
     combine: str = "prob",
     data_dir: Path | None = None,
     path: Path | None = None,
+    mixed: bool = False,
 ) -> SavedEvaluation:
     """Re-evaluate saved models on their data: one bundle as it is, several as one seed ensemble
     (`EnsembleScorer`: the members' softmax-normalised scores averaged, `combine` says how).
@@ -350,7 +354,10 @@ def evaluate_bundles(
     and `path` reads a file instead (e.g. when the bundles were trained elsewhere); they must give
     the split the models were trained on (same data fingerprint), else DataError. An ensemble's
     members must be one configuration trained with different seeds on the same data: any other
-    difference or a repeated seed raises ConfigError naming it."""
+    difference or a repeated seed raises ConfigError naming it. `mixed=True` allows members that
+    also differ in model and training settings (e.g. window length or width; each scores with its
+    own), as long as they are one model type trained on the same data settings; the differences
+    are returned per member, and only a member identical to another one is refused."""
     from bert4rec.artifacts import load_bundle
     from bert4rec.errors import ConfigError, DataError
     from bert4rec.evaluation.results import seed_differences
@@ -366,15 +373,31 @@ def evaluate_bundles(
     first = bundles[0]
     first_config = first.config.model_dump(mode="json")
     seeds = [b.config.train.seed for b in bundles]
-    if len(set(seeds)) != len(seeds):
+    configs = [b.config.model_dump(mode="json") for b in bundles]
+    if not mixed and len(set(seeds)) != len(seeds):
         raise ConfigError(f"ensemble members repeat a train.seed ({seeds}): each member needs its own")
-    for member, bundle in zip(bundle_paths[1:], bundles[1:], strict=True):
-        differ = seed_differences(first_config, bundle.config.model_dump(mode="json"))
-        if differ:
+    differences = [seed_differences(first_config, c) for c in configs] if len(bundles) > 1 else []
+    for i, (member, bundle) in enumerate(zip(bundle_paths, bundles, strict=True)):
+        differ = differences[i] if differences else []
+        if mixed:
+            if bundle.config.model_type != first.config.model_type:
+                raise ConfigError(
+                    f"{member}: a {bundle.config.model_type} model, {bundle_paths[0]} a "
+                    f"{first.config.model_type}: a mixed ensemble's members are one model type"
+                )
+            if bad := [d for d in differ if d.split(".")[0] in ("data", "eval", "model_type")]:
+                raise ConfigError(
+                    f"{member}: differs from {bundle_paths[0]} in {', '.join(bad[:5])}; a mixed "
+                    "ensemble's members may differ in model and training settings, not in data or "
+                    "evaluation settings"
+                )
+            if same := [str(bundle_paths[j]) for j in range(i) if configs[j] == configs[i]]:
+                raise ConfigError(f"{member}: the same configuration and seed as {same[0]}")
+        elif differ:
             raise ConfigError(
                 f"{member}: differs from {bundle_paths[0]} in more than train.seed "
                 f"({', '.join(differ[:5])}); an ensemble's members are one configuration trained "
-                "with several seeds"
+                "with several seeds (a mixed ensemble allows more)"
             )
         if bundle.run.get("data_fingerprint") != first.run.get("data_fingerprint"):
             raise DataError(
@@ -417,6 +440,7 @@ def evaluate_bundles(
         run=run_metadata(first_config, seeds[0], prepared.split.fingerprint, prepared.split.stats),
         eval_seconds=round(time.perf_counter() - start, 3),
         train_seconds=_summed_train_seconds(bundles),
+        member_differences=differences,
     )
 
 

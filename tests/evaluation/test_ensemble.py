@@ -74,16 +74,21 @@ def test_members_with_different_vocabularies_and_bad_settings_are_refused():
 
 @pytest.fixture(scope="module")
 def sasrec_bundles(tmp_path_factory, tiny_prepared):
-    """Tiny SASRec bundles: seeds 1 and 2 of one config, and seed 3 with another learning rate."""
+    """Tiny SASRec bundles: seeds 1 and 2 of one config, seed 3 with another learning rate, seed 1
+    with shorter windows; and a BERT4Rec of seed 1."""
     from bert4rec.pipeline import train_and_evaluate
 
+    short = tiny_config(seed=1)
+    short = short.model_copy(update={"model": short.model.model_copy(update={"max_len": 8})})
     out = {}
-    for label, cfg in (
-        ("s1", tiny_config(seed=1)),
-        ("s2", tiny_config(seed=2)),
-        ("lr", tiny_config(seed=3, lr=0.005)),
+    for label, kind, cfg in (
+        ("s1", "sasrec", tiny_config(seed=1)),
+        ("s2", "sasrec", tiny_config(seed=2)),
+        ("lr", "sasrec", tiny_config(seed=3, lr=0.005)),
+        ("len8", "sasrec", short),
+        ("bert", "bert4rec", tiny_config(seed=1)),
     ):
-        run = train_and_evaluate("sasrec", cfg, tiny_prepared, tmp_path_factory.mktemp(label), progress=False)
+        run = train_and_evaluate(kind, cfg, tiny_prepared, tmp_path_factory.mktemp(label), progress=False)
         assert run.artifact is not None
         out[label] = (run.artifact, run.record)
     return out
@@ -159,6 +164,42 @@ def test_members_must_be_one_config_with_distinct_seeds(sasrec_bundles):
         evaluate_bundles([sasrec_bundles["s1"][0]], which="train")
 
 
+def test_a_mixed_ensemble_takes_members_of_other_settings_and_names_the_differences(
+    sasrec_bundles, tiny_prepared
+):
+    """`mixed=True`: members may differ in model/training settings (each scores its own window
+    length) and even share a seed; the differences come back per member."""
+    from bert4rec.artifacts import load_bundle
+    from bert4rec.evaluation.evaluator import Evaluator
+    from bert4rec.evaluation.scoring import TransformerScorer
+    from bert4rec.pipeline import evaluate_bundles
+
+    paths = [sasrec_bundles[k][0] for k in ("s1", "len8", "lr")]
+    ev = evaluate_bundles(paths, mixed=True)
+    assert ev.model == "sasrec_ensemble" and ev.member_seeds == [1, 1, 3]
+    assert ev.member_differences == [[], ["model.max_len"], ["train.lr"]]
+    members = [TransformerScorer(load_bundle(p).model) for p in paths]
+    expected = Evaluator(tiny_prepared.split, load_bundle(paths[0]).config.eval).evaluate(
+        EnsembleScorer(members), which="test"
+    )
+    assert ev.metrics["full"]["ndcg@10"] == pytest.approx(expected["full"]["ndcg@10"], abs=1e-6)
+    assert evaluate_bundles(paths[:2], mixed=True).metrics["full"] != ev.metrics["full"]
+    # a seed ensemble keeps refusing the same members, and reports no differences
+    with pytest.raises(ConfigError, match=r"in more than train.seed \(model.max_len\)"):
+        evaluate_bundles([sasrec_bundles["s2"][0], paths[1]])
+    assert evaluate_bundles(paths[:1]).member_differences == []
+
+
+def test_a_mixed_ensemble_still_refuses_another_model_type_and_a_repeated_member(sasrec_bundles):
+    from bert4rec.pipeline import evaluate_bundles
+
+    s1, bert = sasrec_bundles["s1"][0], sasrec_bundles["bert"][0]
+    with pytest.raises(ConfigError, match="a bert4rec model.*one model type"):
+        evaluate_bundles([s1, bert], mixed=True)
+    with pytest.raises(ConfigError, match="the same configuration and seed as"):
+        evaluate_bundles([s1, sasrec_bundles["s2"][0], s1], mixed=True)
+
+
 def test_other_data_than_the_members_were_trained_on_is_refused(sasrec_bundles, monkeypatch):
     import bert4rec.pipeline as pipeline
 
@@ -180,6 +221,9 @@ def test_the_cli_evaluates_several_models_as_one_ensemble(sasrec_bundles):
     result = runner.invoke(app, ["evaluate", "--model", a, "--model", b, "--combine", "log_prob"])
     assert result.exit_code == 0, result.output
     assert "sasrec_ensemble" in result.output and "ndcg@10" in result.output
-    bad = runner.invoke(app, ["evaluate", "--model", a, "--model", str(sasrec_bundles["lr"][0])])
+    lr = str(sasrec_bundles["lr"][0])
+    bad = runner.invoke(app, ["evaluate", "--model", a, "--model", lr])
     assert bad.exit_code != 0 and "in more than train.seed (train.lr)" in bad.output
     assert "Traceback" not in bad.output
+    mixed = runner.invoke(app, ["evaluate", "--model", a, "--model", lr, "--mixed"])
+    assert mixed.exit_code == 0 and "sasrec_ensemble" in mixed.output, mixed.output
