@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,36 +34,81 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_seeds(
-    name: str, study: str | None, seeds: list[int], jobs: int, passed: list[str], logs: Path
+    name: str,
+    study: str | None,
+    seeds: list[int],
+    jobs: int,
+    passed: list[str],
+    logs: Path,
+    grace_s: float = 30.0,
 ) -> None:
-    """Run compare_models once per seed, `jobs` at a time (one core each); raise when a run fails."""
+    """Run compare_models once per seed, `jobs` at a time (one core each); raise when a run fails.
+
+    Stopped by SIGTERM or Ctrl-C, it stops its running seeds too (SIGTERM, then SIGKILL after
+    `grace_s`: Lightning only ends a run at a step boundary) and exits naming them, so no run is
+    left training unseen on a core."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     logs.mkdir(parents=True, exist_ok=True)
     pending = list(seeds)
     running: dict[int, tuple[subprocess.Popen[bytes], int | None]] = {}  # seed -> (process, core)
     failed: list[str] = []
-    while pending or running:
-        free = [c for c in cores if c not in {core for _, core in running.values()}]
-        while pending and len(running) < jobs:
-            seed = pending.pop(0)
-            core = free.pop(0) if jobs > 1 and free else None
-            cmd = [sys.executable, str(HERE / "compare_models.py"), *passed, "--name", f"{name}-seed{seed}"]
-            cmd += ["--set", f"train.seed={seed}"] + (["--study", study] if study else [])
-            pin = (lambda c=core: os.sched_setaffinity(0, {c})) if core is not None else None
-            log = logs / f"{name}-seed{seed}.log"
-            print(f"seed {seed}: started{f' on core {core}' if core is not None else ''} (log: {log})")
-            with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pin)
-            running[seed] = (proc, core)
-        time.sleep(5)
-        for seed, (proc, _) in list(running.items()):
-            if proc.poll() is not None:
-                del running[seed]
-                print(f"seed {seed}: exit code {proc.returncode}")
-                if proc.returncode:
-                    failed.append(f"seed {seed} (log: {logs / f'{name}-seed{seed}.log'})")
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while pending or running:
+            free = [c for c in cores if c not in {core for _, core in running.values()}]
+            while pending and len(running) < jobs:
+                seed = pending.pop(0)
+                core = free.pop(0) if jobs > 1 and free else None
+                cmd = [
+                    sys.executable,
+                    str(HERE / "compare_models.py"),
+                    *passed,
+                    "--name",
+                    f"{name}-seed{seed}",
+                ]
+                cmd += ["--set", f"train.seed={seed}"] + (["--study", study] if study else [])
+                pin = (lambda c=core: os.sched_setaffinity(0, {c})) if core is not None else None
+                log = logs / f"{name}-seed{seed}.log"
+                print(f"seed {seed}: started{f' on core {core}' if core is not None else ''} (log: {log})")
+                with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pin)
+                running[seed] = (proc, core)
+            time.sleep(5)
+            for seed, (proc, _) in list(running.items()):
+                if proc.poll() is not None:
+                    del running[seed]
+                    print(f"seed {seed}: exit code {proc.returncode}")
+                    if proc.returncode:
+                        failed.append(f"seed {seed} (log: {logs / f'{name}-seed{seed}.log'})")
+    except BaseException as err:  # SIGTERM (above), Ctrl-C or an error: stop the runs before leaving
+        if running:
+            _stop_runs({seed: proc for seed, (proc, _) in running.items()}, grace_s)
+            raise SystemExit(
+                f"{err or type(err).__name__}; stopped the runs of seeds {sorted(running)}"
+            ) from err
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if failed:
         raise SystemExit(f"runs failed: {', '.join(failed)}")
+
+
+def _stop_runs(procs: dict[int, subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM each run, SIGKILL those still alive after `grace_s`, and wait for them all."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def summarise(name: str, folder: Path) -> Path:

@@ -167,3 +167,42 @@ def test_ensemble_groups_take_the_ith_group_of_each_row():
         groups(["a"], [[1, 2]], 3)
     with pytest.raises(ValueError, match="--seeds of a: 3 ensembles need a multiple of 3"):
         groups(["a", "b"], [[1, 2], [3, 4, 5, 6]], 2)
+
+
+def test_a_stopped_seeds_run_stops_its_training_runs_too(tmp_path, monkeypatch):
+    """SIGTERM to seeds.py ends its runs (SIGKILL for one that ignores SIGTERM, as a Lightning run
+    mid-step may) instead of leaving them training on the cores."""
+    import os
+    import signal
+    import threading
+    import time
+
+    seeds = _load_script("seeds")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "compare_models.py").write_text(
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "name = sys.argv[sys.argv.index('--name') + 1]\n"
+        f"open(os.path.join({str(tmp_path)!r}, name + '.pid'), 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    monkeypatch.setattr(seeds, "HERE", fake)
+    pid_files = [tmp_path / f"run-seed{s}.pid" for s in (1, 2)]
+
+    def terminate_once_both_run() -> None:
+        deadline = time.monotonic() + 60
+        while not all(f.exists() and f.read_text() for f in pid_files) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=terminate_once_both_run, daemon=True).start()
+    with pytest.raises(SystemExit, match=r"stopped the runs of seeds \[1, 2\]"):
+        seeds.run_seeds("run", None, [1, 2, 3], 2, [], tmp_path / "logs", grace_s=0.5)
+    pids = [int((tmp_path / f"run-seed{s}.pid").read_text()) for s in (1, 2)]
+    for pid in pids:  # reaped by run_seeds: the pid no longer exists
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (tmp_path / "run-seed3.pid").exists()  # the pending seed never started
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
