@@ -371,9 +371,9 @@ def evaluate_bundles(
         raise ConfigError("give at least one model bundle to evaluate")
     bundles = [load_bundle(Path(p)) for p in bundle_paths]
     first = bundles[0]
-    first_config = first.config.model_dump(mode="json")
-    seeds = [b.config.train.seed for b in bundles]
     configs = [b.config.model_dump(mode="json") for b in bundles]
+    first_config = configs[0]
+    seeds = [b.config.train.seed for b in bundles]
     if not mixed and len(set(seeds)) != len(seeds):
         raise ConfigError(f"ensemble members repeat a train.seed ({seeds}): each member needs its own")
     differences = [seed_differences(first_config, c) for c in configs] if len(bundles) > 1 else []
@@ -385,7 +385,7 @@ def evaluate_bundles(
                     f"{member}: a {bundle.config.model_type} model, {bundle_paths[0]} a "
                     f"{first.config.model_type}: a mixed ensemble's members are one model type"
                 )
-            if bad := [d for d in differ if d.split(".")[0] in ("data", "eval", "model_type")]:
+            if bad := [d for d in differ if d.split(".")[0] in ("data", "eval")]:
                 raise ConfigError(
                     f"{member}: differs from {bundle_paths[0]} in {', '.join(bad[:5])}; a mixed "
                     "ensemble's members may differ in model and training settings, not in data or "
