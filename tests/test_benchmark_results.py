@@ -206,3 +206,44 @@ def test_a_stopped_seeds_run_stops_its_training_runs_too(tmp_path, monkeypatch):
             os.kill(pid, 0)
     assert not (tmp_path / "run-seed3.pid").exists()  # the pending seed never started
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
+
+
+def test_seeds_variants_run_every_variant_and_seed_in_one_pool(tmp_path, monkeypatch):
+    """--variant: one row <name>-<variant> per variant, its overrides after the shared arguments,
+    every (variant, seed) run through the same pool."""
+    seeds = _load_script("seeds")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "compare_models.py").write_text(
+        "import json, os, sys\n"
+        "name = sys.argv[sys.argv.index('--name') + 1]\n"
+        f"open(os.path.join({str(tmp_path)!r}, name + '.args'), 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
+    monkeypatch.setattr(seeds, "HERE", fake)
+    variants = seeds.parse_variants(["base=", "fast=train.lr=0.004,model.num_heads=4"])
+    assert variants == {"base": [], "fast": ["--set", "train.lr=0.004", "--set", "model.num_heads=4"]}
+    seeds.run_seeds("run", None, [1, 2], 3, ["--models", "sasrec"], tmp_path / "logs", variants=variants)
+    import json
+
+    runs = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.args")}
+    assert sorted(runs) == ["run-base-seed1", "run-base-seed2", "run-fast-seed1", "run-fast-seed2"]
+    fast = runs["run-fast-seed2"]
+    assert fast[:6] == ["--models", "sasrec", "--set", "train.lr=0.004", "--set", "model.num_heads=4"]
+    assert fast[fast.index("--set", 6) :] == ["--set", "train.seed=2"]
+    assert "train.lr=0.004" not in runs["run-base-seed1"]
+
+
+@pytest.mark.parametrize(
+    ("texts", "error"),
+    [
+        (["lr"], "expected NAME=section.field=value"),
+        (["=train.lr=0.1"], "expected NAME=section.field=value"),
+        (["a=", "a=train.lr=0.1"], "given twice"),
+        (["a=lr=0.1"], "is not section.field=value"),
+        (["a=train.lr"], "is not section.field=value"),
+    ],
+)
+def test_seeds_variants_refuse_malformed_definitions(texts, error):
+    seeds = _load_script("seeds")
+    with pytest.raises(ValueError, match=error):
+        seeds.parse_variants(texts)
