@@ -169,6 +169,21 @@ def test_ensemble_groups_take_the_ith_group_of_each_row():
         groups(["a", "b"], [[1, 2], [3, 4, 5, 6]], 2)
 
 
+def _seeds_with_fake_runs(tmp_path: Path, monkeypatch, body: str):
+    """benchmarks/seeds.py whose compare_models.py is a stand-in: `body` runs with `name` (the run's
+    --name) and OUT (tmp_path) defined and json, os, signal, sys and time imported."""
+    seeds = _load_script("seeds")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "compare_models.py").write_text(
+        "import json, os, signal, sys, time\n"
+        f"OUT = {str(tmp_path)!r}\n"
+        "name = sys.argv[sys.argv.index('--name') + 1]\n" + body
+    )
+    monkeypatch.setattr(seeds, "HERE", fake)
+    return seeds
+
+
 def test_a_stopped_seeds_run_stops_its_training_runs_too(tmp_path, monkeypatch):
     """SIGTERM to seeds.py ends its runs (SIGKILL for one that ignores SIGTERM, as a Lightning run
     mid-step may) instead of leaving them training on the cores."""
@@ -177,17 +192,13 @@ def test_a_stopped_seeds_run_stops_its_training_runs_too(tmp_path, monkeypatch):
     import threading
     import time
 
-    seeds = _load_script("seeds")
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "compare_models.py").write_text(
-        "import os, signal, sys, time\n"
+    seeds = _seeds_with_fake_runs(
+        tmp_path,
+        monkeypatch,
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "name = sys.argv[sys.argv.index('--name') + 1]\n"
-        f"open(os.path.join({str(tmp_path)!r}, name + '.pid'), 'w').write(str(os.getpid()))\n"
-        "time.sleep(600)\n"
+        "open(os.path.join(OUT, name + '.pid'), 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n",
     )
-    monkeypatch.setattr(seeds, "HERE", fake)
     pid_files = [tmp_path / f"run-seed{s}.pid" for s in (1, 2)]
 
     def terminate_once_both_run() -> None:
@@ -211,15 +222,8 @@ def test_a_stopped_seeds_run_stops_its_training_runs_too(tmp_path, monkeypatch):
 def test_seeds_variants_run_every_variant_and_seed_in_one_pool(tmp_path, monkeypatch):
     """--variant: one row <name>-<variant> per variant, its overrides after the shared arguments,
     every (variant, seed) run through the same pool."""
-    seeds = _load_script("seeds")
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "compare_models.py").write_text(
-        "import json, os, sys\n"
-        "name = sys.argv[sys.argv.index('--name') + 1]\n"
-        f"open(os.path.join({str(tmp_path)!r}, name + '.args'), 'w').write(json.dumps(sys.argv[1:]))\n"
-    )
-    monkeypatch.setattr(seeds, "HERE", fake)
+    record_args = "open(os.path.join(OUT, name + '.args'), 'w').write(json.dumps(sys.argv[1:]))\n"
+    seeds = _seeds_with_fake_runs(tmp_path, monkeypatch, record_args)
     variants = seeds.parse_variants(["base=", "fast=train.lr=0.004,model.num_heads=4"])
     assert variants == {"base": [], "fast": ["--set", "train.lr=0.004", "--set", "model.num_heads=4"]}
     seeds.run_seeds("run", None, [1, 2], 3, ["--models", "sasrec"], tmp_path / "logs", variants=variants)
